@@ -1,0 +1,131 @@
+/**
+ * Response-content building blocks: how long an answer is, and which tokens
+ * it is made of (random built-in text, or an echo of the prompt).
+ */
+
+import type { Rng } from "./rng.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import { SENTENCE_TOKENS, SENTENCE_TOKENS_SPACED } from "./sentences.ts";
+
+export type LengthFinishReason = "stop" | "length";
+
+export interface ResponseLengthOptions {
+  /** max_tokens / max_completion_tokens, when the request set one. */
+  maxTokens?: number;
+  ignoreEos: boolean;
+  /** Prompt length in tokens (used only when maxTokens is absent). */
+  promptTokens: number;
+  /** Context window (used only when maxTokens is absent). */
+  maxModelLen: number;
+}
+
+export interface ResponseLength {
+  /** Number of tokens to generate. */
+  length: number;
+  /** The limit M the length was drawn against. */
+  limit: number;
+  /** "length" when length == limit, else "stop". */
+  finishReason: LengthFinishReason;
+}
+
+/**
+ * Cumulative bucket probabilities (weights 0.2, 0.3, 0.2, 0.05, 0.1); the
+ * remaining 0.15 is the probability of answering with exactly M tokens.
+ */
+const CUMULATIVE = [0.2, 0.5, 0.7, 0.75, 0.85] as const;
+const BUCKETS = CUMULATIVE.length;
+const FIXED_BUCKET = 20;
+/** Above this limit buckets are FIXED_BUCKET wide (except the fourth). */
+const EQUAL_SPLIT_MAX = BUCKETS * FIXED_BUCKET + 1; // 101
+const NO_LIMIT_MEAN = 40;
+const NO_LIMIT_SD = 20;
+const NO_LIMIT_UNIFORM_BELOW = 20;
+
+/** Inclusive [start, end] of bucket `i` over 1..m-1 (m ≥ 7). */
+function bucketStart(m: number, i: number): number {
+  if (m <= EQUAL_SPLIT_MAX) return Math.floor(((m - 1) * i) / BUCKETS) + 1;
+  if (i < BUCKETS - 1) return i * FIXED_BUCKET + 1;
+  return m - FIXED_BUCKET; // last bucket: the 20 values below m
+}
+
+function bucketEnd(m: number, i: number): number {
+  if (m <= EQUAL_SPLIT_MAX) return Math.floor(((m - 1) * (i + 1)) / BUCKETS);
+  if (i < BUCKETS - 2) return (i + 1) * FIXED_BUCKET;
+  if (i === BUCKETS - 2) return m - 1 - FIXED_BUCKET; // the fourth stretches
+  return m - 1;
+}
+
+/** Length for a bounded answer with limit `m` (spec "random mode, length"). */
+function boundedLength(rng: Rng, m: number): number {
+  if (m <= 1) return m;
+  if (m <= BUCKETS + 1) return rng.int(1, m);
+  // One uniform draw picks both "exactly M" (top 15%) and the bucket; this is
+  // the same as normalising the bucket weights by 0.85.
+  const r = rng.next();
+  if (r >= CUMULATIVE[BUCKETS - 1]) return m;
+  let i = 0;
+  while (i < BUCKETS - 1 && r >= CUMULATIVE[i]) i++;
+  return rng.int(bucketStart(m, i), bucketEnd(m, i));
+}
+
+/**
+ * Decides the answer length (random mode).
+ *
+ * - With maxTokens = M: ignoreEos → M; M ≤ 1 → M; M ≤ 6 → uniform 1..M; else
+ *   15% → M, otherwise a weighted bucket over 1..M-1, uniform inside it.
+ * - Without maxTokens: M = max(1, maxModelLen − promptTokens); ignoreEos → M
+ *   (the model runs to the context window); M < 20 → uniform 1..M; else a
+ *   normal draw (mean 40, sd 20), rounded and redrawn until it is in 1..M.
+ *
+ * finishReason is "length" exactly when length == M.
+ */
+export function responseLength(rng: Rng, opts: ResponseLengthOptions): ResponseLength {
+  let m: number;
+  let length: number;
+  if (opts.maxTokens !== undefined && opts.maxTokens !== null) {
+    m = Math.max(0, Math.floor(opts.maxTokens));
+    length = opts.ignoreEos ? m : boundedLength(rng, m);
+  } else {
+    m = Math.max(1, Math.floor(opts.maxModelLen - opts.promptTokens));
+    if (opts.ignoreEos) length = m;
+    else if (m < NO_LIMIT_UNIFORM_BELOW) length = rng.int(1, m);
+    else {
+      do {
+        length = Math.round(rng.normal(NO_LIMIT_MEAN, NO_LIMIT_SD));
+      } while (length < 1 || length > m);
+    }
+  }
+  return { length, limit: m, finishReason: length === m ? "length" : "stop" };
+}
+
+/** A source of answer text; a dataset-backed source can implement this too. */
+export interface TextSource {
+  /** Exactly `n` token strings (n ≤ 0 → empty). */
+  tokens(rng: Rng, n: number): string[];
+}
+
+/**
+ * Token strings of built-in sentences picked at random and joined with a
+ * space between sentences, cut to exactly `n` tokens. Uses the pre-tokenized
+ * sentences; nothing is re-tokenized.
+ */
+export function randomTokens(rng: Rng, n: number): string[] {
+  const out: string[] = [];
+  if (!(n > 0)) return out;
+  let table = SENTENCE_TOKENS;
+  while (true) {
+    const toks = rng.pick(table);
+    const take = Math.min(toks.length, n - out.length);
+    for (let i = 0; i < take; i++) out.push(toks[i]);
+    if (out.length >= n) return out;
+    table = SENTENCE_TOKENS_SPACED;
+  }
+}
+
+/** The built-in random-sentence text source. */
+export const builtinTextSource: TextSource = { tokens: randomTokens };
+
+/** Token strings of `text` (echo mode). Concatenated, they give back `text`. */
+export function echoTokens(tokenizer: Tokenizer, text: string): string[] {
+  return tokenizer.tokenize(text);
+}

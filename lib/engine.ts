@@ -1,0 +1,279 @@
+/**
+ * The request-lifecycle engine: one instance drives every generation
+ * endpoint. It admits requests (max-num-seqs running, a bounded FIFO waiting
+ * queue, the max-loras rule), paces each request's output steps against
+ * absolute deadlines, releases everything a cancelled request held, and
+ * records phase timestamps for the metrics. It knows nothing about HTTP: a
+ * route hands it a JobSpec and a JobSink that turns steps into bytes.
+ */
+import type { Config } from "./config.ts";
+import { ApiError } from "./errors.ts";
+import { interTokenMs, prefillMs } from "./latency.ts";
+import type { Rng } from "./rng.ts";
+import { type TimerHandle, TimerQueue } from "./timers.ts";
+
+export type FinishReason =
+  | "stop"
+  | "length"
+  | "tool_calls"
+  | "remote_decode"
+  | "cache_threshold";
+
+export interface JobSpec {
+  /** Adapter name when the request targets a LoRA adapter, else null. */
+  lora: string | null;
+  promptTokens: number;
+  cachedTokens: number;
+  /** Output tokens of each choice, decided before the request runs. */
+  lengths: number[];
+  finishReasons: FinishReason[];
+  /** P/D decode side: prefill is a KV-cache transfer. */
+  remotePrefill: boolean;
+  /** The request's max_tokens (or equivalent), for the metrics. */
+  maxTokensParam: number | null;
+  /** Config snapshot taken on arrival: a request never sees a mix. */
+  cfg: Config;
+  rng: Rng;
+}
+
+export interface JobSink {
+  /** Step k is due: emit token k of every choice longer than k. */
+  onStep(job: Job, k: number): void;
+  /** Every step was emitted (also called at once for a zero-step job). */
+  onDone(job: Job): void;
+}
+
+/** Phase timestamps on the performance.now() scale (ms); NaN until reached. */
+export interface Phases {
+  arrival: number;
+  start: number;
+  firstToken: number;
+  lastToken: number;
+  end: number;
+}
+
+export type JobState = "waiting" | "running" | "done" | "cancelled";
+
+let nextJobId = 1;
+
+export class Job {
+  readonly id = nextJobId++;
+  state: JobState = "waiting";
+  readonly phases: Phases = {
+    arrival: performance.now(),
+    start: NaN,
+    firstToken: NaN,
+    lastToken: NaN,
+    end: NaN,
+  };
+  /** Wall-clock arrival (ms since epoch), for `created` fields. */
+  readonly arrivalWall = Date.now();
+  readonly steps: number;
+  /** Next step to emit and its absolute deadline. */
+  step = 0;
+  nextAt = 0;
+  timer: TimerHandle | null = null;
+  constructor(readonly spec: JobSpec, readonly sink: JobSink) {
+    this.steps = spec.lengths.reduce((a, b) => Math.max(a, b), 0);
+  }
+  /** Tokens emitted so far over all choices. */
+  get emittedTokens(): number {
+    let n = 0;
+    for (const len of this.spec.lengths) n += Math.min(len, this.step);
+    return n;
+  }
+}
+
+/** Engine events, for the metrics and anything else that watches load. */
+export interface EngineObserver {
+  queued?(job: Job): void;
+  started?(job: Job): void;
+  /** Called before phases.lastToken is updated, so it still holds the previous token's time. */
+  token?(job: Job, k: number, now: number): void;
+  finished?(job: Job): void;
+  cancelled?(job: Job, wasRunning: boolean): void;
+}
+
+/** Deadlines this close are emitted inline instead of arming a timer. */
+const INLINE_MS = 0.4;
+
+export class Engine {
+  readonly running = new Set<Job>();
+  readonly waiting: Job[] = [];
+  /** Adapter → number of running requests using it. */
+  readonly runningLoras = new Map<string, number>();
+  readonly observers: EngineObserver[] = [];
+  readonly timers: TimerQueue;
+  #admitting = false;
+  #again = false;
+  #idle: (() => void)[] = [];
+
+  constructor(private readonly config: () => Config, timers?: TimerQueue) {
+    this.timers = timers ?? new TimerQueue();
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  /** Adapters of waiting requests, in queue order, without duplicates. */
+  waitingLoras(): string[] {
+    const out = new Set<string>();
+    for (const j of this.waiting) if (j.spec.lora !== null) out.add(j.spec.lora);
+    return [...out];
+  }
+
+  /** Admits or queues a request; a full queue answers 429 at once. */
+  submit(spec: JobSpec, sink: JobSink): Job {
+    const job = new Job(spec, sink);
+    const cfg = this.config();
+    if (this.running.size < cfg["max-num-seqs"] && this.#loraFits(job, cfg)) {
+      this.#start(job);
+      return job;
+    }
+    if (this.waiting.length >= cfg["max-waiting-queue-length"]) {
+      throw new ApiError(
+        429,
+        `Failed to enqueue request, the waiting queue is full ` +
+          `(max-waiting-queue-length ${cfg["max-waiting-queue-length"]})`,
+      );
+    }
+    this.waiting.push(job);
+    for (const o of this.observers) o.queued?.(job);
+    return job;
+  }
+
+  /** Releases everything the job holds; a no-op once it has ended. */
+  cancel(job: Job): void {
+    if (job.state === "done" || job.state === "cancelled") return;
+    const wasRunning = job.state === "running";
+    if (wasRunning) {
+      if (job.timer) this.timers.cancel(job.timer);
+      job.timer = null;
+      this.#release(job);
+    } else {
+      const i = this.waiting.indexOf(job);
+      if (i >= 0) this.waiting.splice(i, 1);
+    }
+    job.state = "cancelled";
+    job.phases.end = performance.now();
+    for (const o of this.observers) o.cancelled?.(job, wasRunning);
+    this.#admit();
+    this.#checkIdle();
+  }
+
+  /** Resolves once nothing is running or waiting (for graceful shutdown). */
+  idle(): Promise<void> {
+    if (this.running.size === 0 && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #loraFits(job: Job, cfg: Config): boolean {
+    const lora = job.spec.lora;
+    if (lora === null || this.runningLoras.has(lora)) return true;
+    return this.runningLoras.size < cfg["max-loras"];
+  }
+
+  #start(job: Job): void {
+    job.state = "running";
+    this.running.add(job);
+    const lora = job.spec.lora;
+    if (lora !== null) this.runningLoras.set(lora, (this.runningLoras.get(lora) ?? 0) + 1);
+    const now = performance.now();
+    job.phases.start = now;
+    for (const o of this.observers) o.started?.(job);
+    if (job.steps === 0) return this.#finish(job);
+    const spec = job.spec;
+    job.nextAt = now +
+      prefillMs(spec.cfg, spec.rng, {
+        promptTokens: spec.promptTokens,
+        cachedTokens: spec.cachedTokens,
+        remotePrefill: spec.remotePrefill,
+        running: this.running.size,
+      });
+    this.#advance(job);
+  }
+
+  /** Emits every step that is due, then sleeps until the next deadline. */
+  #advance = (job: Job): void => {
+    job.timer = null;
+    const spec = job.spec;
+    while (job.state === "running") {
+      const now = performance.now();
+      if (job.nextAt > now + INLINE_MS) {
+        job.timer = this.timers.at(job.nextAt, () => this.#advance(job));
+        return;
+      }
+      const k = job.step++;
+      for (const o of this.observers) o.token?.(job, k, now);
+      if (k === 0) job.phases.firstToken = now;
+      job.phases.lastToken = now;
+      job.sink.onStep(job, k);
+      if (job.step >= job.steps) return this.#finish(job);
+      // Absolute schedule: the next deadline follows the previous deadline,
+      // not the moment we woke up, so timer lateness never accumulates.
+      job.nextAt += interTokenMs(spec.cfg, spec.rng, this.running.size);
+    }
+  };
+
+  #finish(job: Job): void {
+    if (job.state !== "running") return;
+    this.#release(job);
+    job.state = "done";
+    job.phases.end = performance.now();
+    if (Number.isNaN(job.phases.firstToken)) job.phases.firstToken = job.phases.end;
+    if (Number.isNaN(job.phases.lastToken)) job.phases.lastToken = job.phases.end;
+    job.sink.onDone(job);
+    for (const o of this.observers) o.finished?.(job);
+    this.#admit();
+    this.#checkIdle();
+  }
+
+  #release(job: Job): void {
+    this.running.delete(job);
+    const lora = job.spec.lora;
+    if (lora === null) return;
+    const n = (this.runningLoras.get(lora) ?? 1) - 1;
+    if (n <= 0) this.runningLoras.delete(lora);
+    else this.runningLoras.set(lora, n);
+  }
+
+  /** Starts waiting jobs in FIFO order while they fit; re-entrant safe. */
+  #admit(): void {
+    if (this.#admitting) {
+      this.#again = true;
+      return;
+    }
+    this.#admitting = true;
+    try {
+      do {
+        this.#again = false;
+        const cfg = this.config();
+        for (let i = 0; i < this.waiting.length;) {
+          if (this.running.size >= cfg["max-num-seqs"]) break;
+          const job = this.waiting[i];
+          // A job whose adapter cannot run yet stays put without blocking
+          // the jobs behind it.
+          if (!this.#loraFits(job, cfg)) {
+            i++;
+            continue;
+          }
+          this.waiting.splice(i, 1);
+          this.#start(job);
+        }
+      } while (this.#again);
+    } finally {
+      this.#admitting = false;
+    }
+  }
+
+  #checkIdle(): void {
+    if (this.running.size > 0 || this.waiting.length > 0 || this.#idle.length === 0) return;
+    const waiters = this.#idle;
+    this.#idle = [];
+    for (const w of waiters) w();
+  }
+}

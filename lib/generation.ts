@@ -1,0 +1,96 @@
+/**
+ * Turns a validated generation request into a plan the engine can run: the
+ * prompt's token count, each choice's output tokens and finish reason, and
+ * the context-window check. Shared by every generation endpoint.
+ */
+import { echoTokens, randomTokens, responseLength } from "./content.ts";
+import type { FinishReason, JobSpec } from "./engine.ts";
+import { contextLengthError } from "./errors.ts";
+import type { ResolvedModel } from "./models.ts";
+import type { GenerationParams, KvTransferParams } from "./protocol.ts";
+import type { Simulator } from "./simulator.ts";
+
+export interface PlannedChoice {
+  tokens: string[];
+  finishReason: FinishReason;
+}
+
+/** One prompt as the engine sees it. */
+export interface PromptInput {
+  promptTokens: number;
+  /** What echo mode answers with. */
+  echoText: string;
+}
+
+export interface GenerationFlags {
+  /** X-Cache-Threshold-Finish-Reason: answer at once with no tokens. */
+  forceCacheThreshold?: boolean;
+}
+
+export interface GenerationPlan {
+  promptTokens: number;
+  cachedTokens: number;
+  choices: PlannedChoice[];
+  spec: JobSpec;
+  /** kv_transfer_params for the response (P/D prefill side), else null. */
+  kvTransferOut: KvTransferParams | null;
+}
+
+export function planGeneration(
+  sim: Simulator,
+  params: GenerationParams,
+  prompt: PromptInput,
+  model: ResolvedModel,
+  flags: GenerationFlags = {},
+): GenerationPlan {
+  const cfg = sim.config;
+  const maxModelLen = cfg["max-model-len"];
+  const n = prompt.promptTokens;
+  if (params.maxTokens !== undefined ? n + params.maxTokens > maxModelLen : n >= maxModelLen) {
+    throw contextLengthError(maxModelLen, n, params.maxTokens);
+  }
+  const rng = sim.requestRng(params.seed);
+  const remoteDecode = params.kvTransfer?.do_remote_decode === true;
+  const choices: PlannedChoice[] = [];
+  for (let i = 0; i < params.n; i++) {
+    if (flags.forceCacheThreshold) {
+      choices.push({ tokens: [], finishReason: "cache_threshold" });
+    } else if (remoteDecode) {
+      // Prefill side of P/D: one token, then the decode side takes over.
+      choices.push({ tokens: randomTokens(rng, 1), finishReason: "remote_decode" });
+    } else if (cfg.mode === "echo") {
+      choices.push({ tokens: echoTokens(sim.tokenizer, prompt.echoText), finishReason: "stop" });
+    } else {
+      const len = responseLength(rng, {
+        maxTokens: params.maxTokens,
+        ignoreEos: params.ignoreEos,
+        promptTokens: n,
+        maxModelLen,
+      });
+      choices.push({ tokens: randomTokens(rng, len.length), finishReason: len.finishReason });
+    }
+  }
+  const spec: JobSpec = {
+    lora: model.lora,
+    promptTokens: n,
+    cachedTokens: 0,
+    lengths: choices.map((c) => c.tokens.length),
+    finishReasons: choices.map((c) => c.finishReason),
+    remotePrefill: params.kvTransfer?.do_remote_prefill === true,
+    maxTokensParam: params.maxTokens ?? null,
+    cfg,
+    rng,
+  };
+  const kvTransferOut: KvTransferParams | null = remoteDecode
+    ? {
+      do_remote_prefill: true,
+      do_remote_decode: false,
+      remote_engine_id: crypto.randomUUID(),
+      remote_block_ids: [],
+      remote_host: "localhost",
+      remote_port: cfg.port,
+      tp_size: 1,
+    }
+    : null;
+  return { promptTokens: n, cachedTokens: 0, choices, spec, kvTransferOut };
+}

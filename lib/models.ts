@@ -1,0 +1,108 @@
+/**
+ * The names the server answers to: served model names and LoRA adapters
+ * (configured or loaded at run time). Requests resolve their `model` here.
+ */
+import type { LoraModule } from "./config.ts";
+import { ApiError } from "./errors.ts";
+
+export interface LoraAdapter {
+  name: string;
+  path: string;
+}
+
+/** What a request's `model` field names. */
+export interface ResolvedModel {
+  /** The name as requested (echoed in responses). */
+  name: string;
+  /** Adapter name when it is a LoRA adapter, else null. */
+  lora: string | null;
+}
+
+/** An entry of GET /v1/models. */
+export interface ModelCard {
+  id: string;
+  object: "model";
+  created: number;
+  owned_by: "vllm";
+  root: string;
+  parent: string | null;
+  max_model_len: number;
+  permission: unknown[];
+}
+
+export class ModelRegistry {
+  readonly #served: Set<string>;
+  readonly #loras = new Map<string, LoraAdapter>();
+  readonly created = Math.floor(Date.now() / 1000);
+
+  constructor(
+    readonly model: string,
+    readonly servedNames: readonly string[],
+    private readonly maxModelLen: number,
+    private readonly maxCpuLoras: number,
+    loras: readonly LoraModule[] = [],
+  ) {
+    this.#served = new Set(servedNames);
+    for (const l of loras) this.#loras.set(l.name, { name: l.name, path: l.path ?? l.name });
+  }
+
+  /** The name reported in metrics: the first served name. */
+  get displayName(): string {
+    return this.servedNames[0] ?? this.model;
+  }
+
+  resolve(name: string): ResolvedModel | null {
+    if (this.#served.has(name)) return { name, lora: null };
+    if (this.#loras.has(name)) return { name, lora: name };
+    return null;
+  }
+
+  /** Resolves or throws vLLM's 404 for an unknown model. */
+  require(name: string): ResolvedModel {
+    const m = this.resolve(name);
+    if (m) return m;
+    throw new ApiError(404, `The model \`${name}\` does not exist.`, "model");
+  }
+
+  get loras(): LoraAdapter[] {
+    return [...this.#loras.values()];
+  }
+
+  list(): ModelCard[] {
+    const card = (id: string, root: string, parent: string | null): ModelCard => ({
+      id,
+      object: "model",
+      created: this.created,
+      owned_by: "vllm",
+      root,
+      parent,
+      max_model_len: this.maxModelLen,
+      permission: [],
+    });
+    return [
+      ...this.servedNames.map((n) => card(n, this.model, null)),
+      ...this.loras.map((l) => card(l.name, l.path, this.displayName)),
+    ];
+  }
+
+  loadLora(name: string, path: string): void {
+    if (this.#loras.has(name)) {
+      throw new ApiError(400, `The lora adapter '${name}' has already been loaded.`, "lora_name");
+    }
+    if (this.#loras.size >= this.maxCpuLoras) {
+      throw new ApiError(
+        400,
+        `Cannot load LoRA adapter '${name}': the maximum number of LoRA adapters ` +
+          `(max-cpu-loras ${this.maxCpuLoras}) is already loaded.`,
+        "lora_name",
+      );
+    }
+    this.#loras.set(name, { name, path });
+  }
+
+  unloadLora(name: string): void {
+    if (!this.#loras.delete(name)) {
+      throw new ApiError(404, `The lora adapter '${name}' cannot be found.`, "lora_name");
+    }
+  }
+}

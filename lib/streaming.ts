@@ -1,0 +1,159 @@
+/**
+ * Runs generation plans through the engine and turns their steps into
+ * output: a server-sent-events byte stream (one frame per token per choice,
+ * formatted by the endpoint's ChunkFormat) or, for non-streaming answers, a
+ * promise that settles when the last token would have been sent. A reader
+ * that goes away cancels every job at once.
+ */
+import type { Engine, FinishReason, Job, JobSink } from "./engine.ts";
+import type { GenerationPlan } from "./generation.ts";
+
+export interface UsageCounts {
+  prompt: number;
+  completion: number;
+  cached: number;
+}
+
+/** How one endpoint family writes its SSE frames (each ends with "\n\n"). */
+export interface ChunkFormat {
+  /** Token k of choice `index`; `finish` is set on the choice's last token. */
+  token(
+    index: number,
+    text: string,
+    k: number,
+    finish: FinishReason | null,
+    usage: UsageCounts | null,
+  ): string;
+  /** A choice that ends without any token. */
+  empty(index: number, finish: FinishReason): string;
+  /** The final usage frame (include_usage). */
+  usage(u: UsageCounts): string;
+  /** The closing frame(s). */
+  end(): string;
+}
+
+export const SSE_DONE = "data: [DONE]\n\n";
+
+export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
+  let prompt = 0, completion = 0, cached = 0;
+  for (const p of plans) {
+    prompt += p.promptTokens;
+    cached += p.cachedTokens;
+    for (const c of p.choices) completion += c.tokens.length;
+  }
+  return { prompt, completion, cached };
+}
+
+/** Submits every plan; if one is refused (429), the others are withdrawn. */
+function submitAll(engine: Engine, plans: readonly GenerationPlan[], sinks: JobSink[]): Job[] {
+  const jobs: Job[] = [];
+  try {
+    for (let i = 0; i < plans.length; i++) jobs.push(engine.submit(plans[i].spec, sinks[i]));
+  } catch (e) {
+    for (const j of jobs) engine.cancel(j);
+    throw e;
+  }
+  return jobs;
+}
+
+const encoder = new TextEncoder();
+
+export interface StreamOptions {
+  includeUsage: boolean;
+  continuousUsage: boolean;
+  /** Aborts when the client goes away. */
+  signal?: AbortSignal;
+}
+
+/** An SSE body for the plans; throws (e.g. 429) before any byte is produced. */
+export function streamPlans(
+  engine: Engine,
+  plans: readonly GenerationPlan[],
+  fmt: ChunkFormat,
+  opts: StreamOptions,
+): ReadableStream<Uint8Array> {
+  let ctrl!: ReadableStreamDefaultController<Uint8Array>;
+  let open = true;
+  let jobs: Job[] = [];
+  const cancelAll = () => {
+    open = false;
+    for (const j of jobs) engine.cancel(j);
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      ctrl = c;
+    },
+    cancel: cancelAll,
+  });
+  const send = (s: string) => {
+    if (!open) return;
+    try {
+      ctrl.enqueue(encoder.encode(s));
+    } catch {
+      cancelAll();
+    }
+  };
+  const n = plans.length > 0 ? plans[0].choices.length : 0;
+  let pending = plans.length;
+  let emitted = 0;
+  const total = usageOf(plans);
+  const sinks = plans.map((plan, p): JobSink => ({
+    onStep(_job, k) {
+      let out = "";
+      const choices = plan.choices;
+      for (let j = 0; j < choices.length; j++) {
+        const toks = choices[j].tokens;
+        if (k >= toks.length) continue;
+        emitted++;
+        const last = k === toks.length - 1;
+        const usage = opts.continuousUsage
+          ? { prompt: total.prompt, completion: emitted, cached: total.cached }
+          : null;
+        out += fmt.token(p * n + j, toks[k], k, last ? choices[j].finishReason : null, usage);
+      }
+      send(out);
+    },
+    onDone() {
+      let out = "";
+      plan.choices.forEach((c, j) => {
+        if (c.tokens.length === 0) out += fmt.empty(p * n + j, c.finishReason);
+      });
+      if (--pending === 0) {
+        if (opts.includeUsage) out += fmt.usage(total);
+        out += fmt.end();
+        send(out);
+        if (open) {
+          open = false;
+          ctrl.close();
+        }
+      } else if (out) {
+        send(out);
+      }
+    },
+  }));
+  jobs = submitAll(engine, plans, sinks);
+  opts.signal?.addEventListener("abort", cancelAll, { once: true });
+  return body;
+}
+
+/** Resolves when the last token would have been sent; rejects if aborted. */
+export function collectPlans(
+  engine: Engine,
+  plans: readonly GenerationPlan[],
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let pending = plans.length;
+    const sink: JobSink = {
+      onStep() {},
+      onDone() {
+        if (--pending === 0) resolve();
+      },
+    };
+    const jobs = submitAll(engine, plans, plans.map(() => sink));
+    signal?.addEventListener("abort", () => {
+      for (const j of jobs) engine.cancel(j);
+      reject(new DOMException("client disconnected", "AbortError"));
+    }, { once: true });
+  });
+}

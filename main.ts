@@ -1,0 +1,142 @@
+/**
+ * vllm-sim entry point: parse the configuration, build one simulator per
+ * data-parallel rank, start the HTTP listeners, and drain in-flight requests
+ * on SIGINT/SIGTERM. `startServers` is also what the tests use (port 0).
+ */
+import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "./lib/config.ts";
+import type { LoadedConfig } from "./lib/config.ts";
+import { loggerFor, Simulator } from "./lib/simulator.ts";
+import { createRouter } from "./routes/router.ts";
+import { ROUTES } from "./routes/table.ts";
+
+export interface RunningRank {
+  sim: Simulator;
+  port: number;
+  url: string;
+  server: Deno.HttpServer<Deno.NetAddr>;
+}
+
+export interface Running {
+  ranks: RunningRank[];
+  /** Rank 0's base URL, e.g. http://127.0.0.1:8000. */
+  url: string;
+  /** Stops accepting, lets in-flight requests finish, then closes. */
+  shutdown(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string | undefined>;
+  /** Overrides the configured port (tests pass 0 for a free one). */
+  port?: number;
+  /** Silences the access/start-up logging (tests). */
+  quiet?: boolean;
+}
+
+function listen(
+  loaded: LoadedConfig,
+  rank: number,
+  port: number,
+  env: Record<string, string | undefined>,
+  opts: StartOptions,
+): Promise<RunningRank> {
+  const cfg = loaded.config;
+  const sim = new Simulator(loaded);
+  const tls = cfg["ssl-certfile"] && cfg["ssl-keyfile"]
+    ? {
+      cert: Deno.readTextFileSync(cfg["ssl-certfile"]),
+      key: Deno.readTextFileSync(cfg["ssl-keyfile"]),
+    }
+    : {};
+  return new Promise((resolve) => {
+    // The router needs the real port (for x-inference-port), known on listen.
+    let handler: (req: Request) => Promise<Response> = () =>
+      Promise.resolve(new Response(null, { status: 503 }));
+    const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve({
+      hostname: cfg.host,
+      port,
+      ...tls,
+      onListen: (addr) => {
+        const real = (addr as Deno.NetAddr).port;
+        handler = createRouter(sim, ROUTES, real, {
+          podName: env.POD_NAME,
+          podNamespace: env.POD_NAMESPACE,
+        });
+        const host = cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host;
+        const scheme = "cert" in tls ? "https" : "http";
+        if (!opts.quiet) {
+          sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${real}` });
+        }
+        queueMicrotask(() =>
+          resolve({ sim, port: real, url: `${scheme}://${host}:${real}`, server })
+        );
+      },
+      onError: (e) => {
+        sim.log.error("request failed", { error: String(e) });
+        return new Response(null, { status: 500 });
+      },
+    }, (req) => handler(req));
+  });
+}
+
+export async function startServers(argv: string[], opts: StartOptions = {}): Promise<Running> {
+  const env = opts.env ?? Deno.env.toObject();
+  const loaded = loadConfig(argv, env);
+  const cfg = loaded.config;
+  const log = loggerFor(cfg);
+  if (!opts.quiet) {
+    for (const w of loaded.warnings) log.warn(w);
+    log.info("configuration", configToJSON(cfg));
+    log.info(loaded.seedGiven ? "seed" : "seed (from start time; pass --seed to replay)", {
+      seed: cfg.seed,
+    });
+  }
+  const basePort = opts.port ?? cfg.port;
+  const ranks: RunningRank[] = [];
+  const single = cfg["data-parallel-rank"] !== undefined;
+  const count = single ? 1 : cfg["data-parallel-size"];
+  for (let i = 0; i < count; i++) {
+    const rank = single ? cfg["data-parallel-rank"]! : i;
+    // Port 0 asks the OS for a free port per rank.
+    ranks.push(await listen(loaded, rank, basePort === 0 ? 0 : basePort + i, env, opts));
+  }
+  return {
+    ranks,
+    url: ranks[0].url,
+    async shutdown() {
+      await Promise.all(ranks.map((r) => r.server.shutdown()));
+      for (const r of ranks) r.sim.engine.timers.clear();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let running: Running;
+  try {
+    running = await startServers(Deno.args);
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      console.log(helpText());
+      Deno.exit(0);
+    }
+    if (e instanceof ConfigError) {
+      console.error(`vllm-sim: ${e.message}`);
+      console.error("Run with --help to list the options.");
+      Deno.exit(1);
+    }
+    throw e;
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) Deno.exit(130); // a second signal exits at once
+    stopping = true;
+    const log = running.ranks[0].sim.log;
+    log.info("draining in-flight requests", { signal });
+    await running.shutdown();
+    log.info("stopped");
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,69 @@
+/**
+ * HTTP plumbing shared by the handlers: JSON and error responses, reading a
+ * request body under the size limit, and the per-request context.
+ */
+import { ApiError, errorBody } from "../lib/errors.ts";
+import type { Simulator } from "../lib/simulator.ts";
+
+export interface RequestContext {
+  sim: Simulator;
+  /** The port the request arrived on (per DP rank). */
+  port: number;
+  url: URL;
+  /** X-Request-Id or a generated one. */
+  requestId: string;
+}
+
+export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+export function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
+}
+
+export function errorResponse(e: ApiError): Response {
+  return json(errorBody(e), e.status);
+}
+
+export function text(body: string, status = 200): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+function tooLarge(limit: number): ApiError {
+  return new ApiError(413, `Request body too large: the limit is ${limit / 1048576} MB.`);
+}
+
+/** Reads and parses a JSON body, refusing bodies over `limit` bytes (413). */
+export async function readJson(req: Request, limit: number): Promise<unknown> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  let raw: string;
+  if (declared !== null) {
+    raw = await req.text();
+  } else {
+    // Chunked body: count as we read so a huge upload is cut off early.
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    if (req.body) {
+      for await (const part of req.body) {
+        total += part.byteLength;
+        if (total > limit) throw tooLarge(limit);
+        parts.push(part);
+      }
+    }
+    const all = new Uint8Array(total);
+    let off = 0;
+    for (const p of parts) {
+      all.set(p, off);
+      off += p.byteLength;
+    }
+    raw = new TextDecoder().decode(all);
+  }
+  if (raw.length > limit) throw tooLarge(limit);
+  try {
+    return JSON.parse(raw);
+  } catch (e) {
+    throw new ApiError(400, `Invalid JSON in request body: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Dispatch: one table of (method, path) → handler. Unknown paths answer 404,
+ * known paths with another method 405, both in the error shape. Every
+ * response gets the pod headers and, when enabled, X-Request-Id.
+ */
+import { ApiError } from "../lib/errors.ts";
+import type { Simulator } from "../lib/simulator.ts";
+import { errorResponse, type Handler, type RequestContext } from "./http.ts";
+
+export interface Route {
+  method: "GET" | "POST";
+  path: string;
+  handler: Handler;
+}
+
+export interface PodInfo {
+  podName?: string;
+  podNamespace?: string;
+}
+
+export type ServeHandler = (req: Request) => Promise<Response>;
+
+export function createRouter(
+  sim: Simulator,
+  routes: readonly Route[],
+  port: number,
+  pod: PodInfo,
+): ServeHandler {
+  const table = new Map<string, Map<string, Handler>>();
+  for (const r of routes) {
+    let byMethod = table.get(r.path);
+    if (!byMethod) table.set(r.path, byMethod = new Map());
+    byMethod.set(r.method, r.handler);
+  }
+  const podHeaders: [string, string][] = [];
+  if (pod.podName) podHeaders.push(["x-inference-pod", pod.podName]);
+  if (pod.podName) podHeaders.push(["x-inference-port", String(port)]);
+  if (pod.podNamespace) podHeaders.push(["x-inference-namespace", pod.podNamespace]);
+
+  return async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
+    const ctx: RequestContext = { sim, port, url, requestId };
+    let res: Response;
+    const byMethod = table.get(url.pathname);
+    const handler = byMethod?.get(req.method);
+    try {
+      if (!byMethod) throw new ApiError(404, `Not Found: ${url.pathname}`);
+      if (!handler) {
+        throw new ApiError(405, `Method Not Allowed: ${req.method} ${url.pathname}`);
+      }
+      res = await handler(req, ctx);
+    } catch (e) {
+      if (e instanceof ApiError) {
+        res = errorResponse(e);
+      } else if (req.signal.aborted) {
+        // The client went away; nobody will read this answer.
+        res = new Response(null, { status: 499 });
+      } else {
+        sim.log.error("unhandled error", { path: url.pathname, error: String(e) });
+        res = errorResponse(new ApiError(500, "Internal server error"));
+      }
+    }
+    for (const [k, v] of podHeaders) res.headers.set(k, v);
+    if (sim.config["enable-request-id-headers"]) res.headers.set("x-request-id", requestId);
+    if (byMethod && !handler) res.headers.set("allow", [...byMethod.keys()].join(", "));
+    if (sim.config["log-http"]) {
+      sim.log.info("http", { method: req.method, path: url.pathname, status: res.status });
+    }
+    return res;
+  };
+}

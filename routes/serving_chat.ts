@@ -1,0 +1,98 @@
+/** POST /v1/chat/completions: OpenAI chat completions, streaming or not. */
+import type { FinishReason } from "../lib/engine.ts";
+import { type GenerationPlan, planGeneration } from "../lib/generation.ts";
+import { type ChatMessage, parseChatRequest } from "../lib/protocol.ts";
+import {
+  type ChunkFormat,
+  collectPlans,
+  SSE_DONE,
+  streamPlans,
+  usageOf,
+} from "../lib/streaming.ts";
+import { json, readJson, type RequestContext } from "./http.ts";
+import { generationFlags, SSE_HEADERS, usageJson, usageText } from "./serving_common.ts";
+
+/** The prompt the tokenizer counts: a minimal chat template. */
+export function renderChat(messages: readonly ChatMessage[]): string {
+  let s = "";
+  for (const m of messages) s += `<|${m.role}|>\n${m.text}\n`;
+  return s + "<|assistant|>\n";
+}
+
+function lastUserText(messages: readonly ChatMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    if (messages[i].role === "user") return messages[i].text;
+  }
+  return "";
+}
+
+export async function chatCompletions(req: Request, ctx: RequestContext): Promise<Response> {
+  const { sim } = ctx;
+  const body = parseChatRequest(
+    await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
+  );
+  const model = sim.models.require(body.model);
+  const plan = planGeneration(
+    sim,
+    body,
+    {
+      promptTokens: sim.tokenizer.count(renderChat(body.messages)),
+      echoText: lastUserText(body.messages),
+    },
+    model,
+    generationFlags(req),
+  );
+  const id = `chatcmpl-${ctx.requestId}`;
+  const created = Math.floor(Date.now() / 1000);
+  if (body.stream) {
+    const fmt = chatChunks(id, created, body.model, body.includeUsage || body.continuousUsage);
+    const stream = streamPlans(sim.engine, [plan], fmt, { ...body, signal: req.signal });
+    return new Response(stream, { headers: SSE_HEADERS });
+  }
+  await collectPlans(sim.engine, [plan], req.signal);
+  return json(chatResponse(id, created, body.model, plan));
+}
+
+function chatResponse(id: string, created: number, model: string, plan: GenerationPlan) {
+  return {
+    id,
+    object: "chat.completion",
+    created,
+    model,
+    choices: plan.choices.map((c, index) => ({
+      index,
+      message: { role: "assistant", content: c.tokens.join(""), tool_calls: [] },
+      logprobs: null,
+      finish_reason: c.finishReason,
+      stop_reason: null,
+    })),
+    usage: usageJson(usageOf([plan])),
+    prompt_logprobs: null,
+    kv_transfer_params: plan.kvTransferOut,
+  };
+}
+
+/** Chat chunks, built from a fixed prefix so each token costs one string concat. */
+function chatChunks(id: string, created: number, model: string, withUsage: boolean): ChunkFormat {
+  const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk",` +
+    `"created":${created},"model":${JSON.stringify(model)},"choices":[`;
+  const nullUsage = withUsage ? `,"usage":null` : "";
+  const frame = (index: number, delta: string, finish: FinishReason | null, usage: string) =>
+    `${head}{"index":${index},"delta":${delta},"logprobs":null,"finish_reason":${
+      finish === null ? "null" : `"${finish}"`
+    }}]${usage}}\n\n`;
+  return {
+    token(index, text, k, finish, usage) {
+      const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
+      const role = k === 0 ? frame(index, `{"role":"assistant","content":""}`, null, u) : "";
+      return role + frame(index, `{"content":${JSON.stringify(text)}}`, finish, u);
+    },
+    empty(index, finish) {
+      return frame(index, `{"role":"assistant","content":""}`, finish, nullUsage);
+    },
+    usage(u) {
+      return `${head}],"usage":${usageText(u)}}\n\n`;
+    },
+    end: () => SSE_DONE,
+  };
+}

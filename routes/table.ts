@@ -1,0 +1,16 @@
+/** The route table: every path the server answers, in one place. */
+import { health, ready, version } from "./health.ts";
+import { listModels } from "./models.ts";
+import type { Route } from "./router.ts";
+import { chatCompletions } from "./serving_chat.ts";
+import { completions } from "./serving_completion.ts";
+
+export const ROUTES: readonly Route[] = [
+  { method: "POST", path: "/v1/chat/completions", handler: chatCompletions },
+  { method: "POST", path: "/v1/completions", handler: completions },
+  { method: "GET", path: "/v1/models", handler: listModels },
+  { method: "GET", path: "/health", handler: health },
+  { method: "GET", path: "/ready", handler: ready },
+  { method: "GET", path: "/health/ready", handler: ready },
+  { method: "GET", path: "/version", handler: version },
+];
