@@ -5,6 +5,7 @@
  */
 import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "./lib/config.ts";
 import type { LoadedConfig } from "./lib/config.ts";
+import { Logger } from "./lib/log.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
 import { createRouter } from "./routes/router.ts";
 import { ROUTES } from "./routes/table.ts";
@@ -40,7 +41,7 @@ function listen(
   opts: StartOptions,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
-  const sim = new Simulator(loaded);
+  const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined);
   const tls = cfg["ssl-certfile"] && cfg["ssl-keyfile"]
     ? {
       cert: Deno.readTextFileSync(cfg["ssl-certfile"]),

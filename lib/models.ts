@@ -8,6 +8,8 @@ import { ApiError } from "./errors.ts";
 export interface LoraAdapter {
   name: string;
   path: string;
+  /** The model it adapts; the first served name when not given. */
+  base?: string;
 }
 
 /** What a request's `model` field names. */
@@ -43,7 +45,9 @@ export class ModelRegistry {
     loras: readonly LoraModule[] = [],
   ) {
     this.#served = new Set(servedNames);
-    for (const l of loras) this.#loras.set(l.name, { name: l.name, path: l.path ?? l.name });
+    for (const l of loras) {
+      this.#loras.set(l.name, { name: l.name, path: l.path ?? l.name, base: l.base_model_name });
+    }
   }
 
   /** The name reported in metrics: the first served name. */
@@ -81,11 +85,18 @@ export class ModelRegistry {
     });
     return [
       ...this.servedNames.map((n) => card(n, this.model, null)),
-      ...this.loras.map((l) => card(l.name, l.path, this.displayName)),
+      ...this.loras.map((l) => card(l.name, l.path, l.base ?? this.displayName)),
     ];
   }
 
   loadLora(name: string, path: string): void {
+    if (this.#served.has(name)) {
+      throw new ApiError(
+        400,
+        `The lora adapter name '${name}' is a served model name.`,
+        "lora_name",
+      );
+    }
     if (this.#loras.has(name)) {
       throw new ApiError(400, `The lora adapter '${name}' has already been loaded.`, "lora_name");
     }

@@ -1,5 +1,6 @@
 /** The route table: every path the server answers, in one place. */
 import { health, ready, version } from "./health.ts";
+import { loadLoraAdapter, unloadLoraAdapter } from "./lora.ts";
 import { listModels } from "./models.ts";
 import type { Route } from "./router.ts";
 import { chatCompletions } from "./serving_chat.ts";
@@ -9,6 +10,8 @@ export const ROUTES: readonly Route[] = [
   { method: "POST", path: "/v1/chat/completions", handler: chatCompletions },
   { method: "POST", path: "/v1/completions", handler: completions },
   { method: "GET", path: "/v1/models", handler: listModels },
+  { method: "POST", path: "/v1/load_lora_adapter", handler: loadLoraAdapter },
+  { method: "POST", path: "/v1/unload_lora_adapter", handler: unloadLoraAdapter },
   { method: "GET", path: "/health", handler: health },
   { method: "GET", path: "/ready", handler: ready },
   { method: "GET", path: "/health/ready", handler: ready },
