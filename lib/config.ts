@@ -568,39 +568,87 @@ function defaultText(o: NamedOption): string {
   return d === "" ? '""' : String(d);
 }
 
+interface OptionDoc {
+  flag: string;
+  type: string;
+  help: string;
+  default: string;
+  notes: string[];
+}
+
+/** What --help and docs/options.md say about one option. */
+function describe(o: NamedOption): OptionDoc {
+  const flag = o.type === "bool" && o.negatable ? `--[no-]${o.name}` : `--${o.name}`;
+  const type = o.type === "enum" && !isAlias(o)
+    ? (o.choices ?? []).map((c) => c === "" ? '""' : c).join("|")
+    : o.type;
+  const notes: string[] = [];
+  if (o.env) notes.push(`env ${o.env}`);
+  if (o.min !== undefined && o.max !== undefined) notes.push(`${o.min}–${o.max}`);
+  else if (o.min !== undefined) notes.push(`≥ ${o.min}`);
+  else if (o.max !== undefined) notes.push(`≤ ${o.max}`);
+  if (o.adminUpdatable) notes.push("updatable at run time");
+  if (o.ignored) notes.push("accepted, no effect");
+  if (isAlias(o)) {
+    notes.push(o.deprecatedFor ? `deprecated: use --${o.target}` : `same as --${o.target}`);
+  }
+  return { flag, type, help: o.help, default: defaultText(o), notes };
+}
+
+const HELP_INTRO = [
+  "Precedence: command-line flag > environment variable > --config YAML file > default.",
+  "Durations: 100ms, 1.5s, 750us, 2m (a bare number is milliseconds).",
+  "Lists take several space-separated values after one flag; repeating a flag appends.",
+];
+
+function groups(): [string, NamedOption[]][] {
+  return GROUPS.map((g): [string, NamedOption[]] => [g, OPTION_LIST.filter((o) => o.group === g)])
+    .filter(([, opts]) => opts.length > 0);
+}
+
 /** --help text, generated from the option table. */
 export function helpText(): string {
-  const lines = [
-    "Usage: vllm-sim [serve] [MODEL] [options]",
-    "",
-    "Precedence: command-line flag > environment variable > --config YAML file > default.",
-    "Durations: 100ms, 1.5s, 750us, 2m (a bare number is milliseconds).",
-    "Lists take several space-separated values after one flag; repeating a flag appends.",
-  ];
-  for (const g of GROUPS) {
-    const opts = OPTION_LIST.filter((o) => o.group === g);
-    if (opts.length === 0) continue;
+  const lines = ["Usage: vllm-sim [serve] [MODEL] [options]", "", ...HELP_INTRO];
+  for (const [g, opts] of groups()) {
     lines.push("", `${g}:`);
     for (const o of opts) {
-      const flag = o.type === "bool" && o.negatable ? `--[no-]${o.name}` : `--${o.name}`;
-      const type = o.type === "enum" && !isAlias(o)
-        ? (o.choices ?? []).map((c) => c === "" ? '""' : c).join("|")
-        : o.type;
-      const notes = [o.help];
-      const d = defaultText(o);
-      if (d) notes.push(`(default: ${d})`);
-      if (o.env) notes.push(`[env ${o.env}]`);
-      if (o.min !== undefined && o.max !== undefined) notes.push(`[${o.min}–${o.max}]`);
-      else if (o.min !== undefined) notes.push(`[≥ ${o.min}]`);
-      else if (o.max !== undefined) notes.push(`[≤ ${o.max}]`);
-      if (o.adminUpdatable) notes.push("[updatable at run time]");
-      if (o.ignored) notes.push("[accepted, no effect]");
-      if (isAlias(o)) {
-        notes.push(o.deprecatedFor ? `[deprecated: use --${o.target}]` : `[same as --${o.target}]`);
-      }
-      lines.push(`  ${flag} <${type}>`, `      ${notes.join(" ")}`);
+      const d = describe(o);
+      const notes = [d.help];
+      if (d.default) notes.push(`(default: ${d.default})`);
+      notes.push(...d.notes.map((n) => `[${n}]`));
+      lines.push(`  ${d.flag} <${d.type}>`, `      ${notes.join(" ")}`);
     }
   }
   lines.push("", "  -h, --help", "      show this help");
+  return lines.join("\n") + "\n";
+}
+
+/** docs/options.md, generated from the option table (`deno task docs`). */
+export function optionsMarkdown(): string {
+  const esc = (t: string) => t.replaceAll("|", "\\|");
+  const lines = [
+    "# Options",
+    "",
+    "Generated from `lib/options.ts` by `deno task docs`; do not edit by hand.",
+    "",
+    ...HELP_INTRO,
+  ];
+  for (const [g, opts] of groups()) {
+    lines.push(
+      "",
+      `## ${g}`,
+      "",
+      "| flag | type | default | meaning | notes |",
+      "| --- | --- | --- | --- | --- |",
+    );
+    for (const o of opts) {
+      const d = describe(o);
+      lines.push(
+        `| \`${d.flag}\` | ${esc(d.type)} | ${esc(d.default)} | ${esc(d.help)} | ${
+          esc(d.notes.join("; "))
+        } |`,
+      );
+    }
+  }
   return lines.join("\n") + "\n";
 }

@@ -59,6 +59,15 @@ export interface CompletionRequest extends GenerationParams {
   echo: boolean;
 }
 
+/** More choices than this would only serve to exhaust the server's memory. */
+export const MAX_N = 1024;
+
+function parseN(o: JsonObject): number {
+  const n = optInt(o, "n", 1) ?? 1;
+  if (n > MAX_N) throw badRequest(`n must be at most ${MAX_N}, got ${n}.`, "n");
+  return n;
+}
+
 function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
   const model = reqString(o, "model");
   const stream = optBool(o, "stream") ?? false;
@@ -76,7 +85,7 @@ function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
     continuousUsage: so ? optBool(so, "continuous_usage_stats") ?? false : false,
     maxTokens,
     ignoreEos: optBool(o, "ignore_eos") ?? false,
-    n: optInt(o, "n", 1) ?? 1,
+    n: parseN(o),
     seed: optInt(o, "seed", Number.MIN_SAFE_INTEGER),
     cacheHitThreshold: optNumber(o, "cache_hit_threshold", 0, 1),
     kvTransfer: kv ? parseKvTransfer(kv) : undefined,

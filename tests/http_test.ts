@@ -94,6 +94,7 @@ Deno.test("bad inputs answer 400 in the error shape, never 500", async () => {
     ["/v1/chat/completions", chat({ max_tokens: "10" })],
     ["/v1/chat/completions", chat({ max_completion_tokens: 0 })],
     ["/v1/chat/completions", chat({ n: 0 })],
+    ["/v1/chat/completions", chat({ n: 1_000_000 })],
     ["/v1/chat/completions", chat({ stream: "yes" })],
     ["/v1/chat/completions", { model: 42, messages: [] }],
     ["/v1/completions", { model: "test-model" }],

@@ -1,0 +1,65 @@
+/** The command line as a user meets it: exit codes, messages, --help, docs. */
+import assert from "node:assert/strict";
+import { loadConfig, optionsMarkdown } from "../lib/config.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("cli: bad flags and values exit 1 naming the option", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--model", "m", "--bogus", "1"], /--bogus/],
+    [["--model", "m", "--port", "abc"], /--port/],
+    [["--model", "m", "--port", "70000"], /--port/],
+    [["--model", "m", "--mode", "loud"], /--mode/],
+    [["--model", "m", "--time-to-first-token", "-5ms"], /--time-to-first-token/],
+    [
+      ["--model", "m", "--inter-token-latency", "10ms", "--inter-token-latency-std-dev", "5ms"],
+      /inter-token-latency-std-dev/,
+    ],
+    [[], /--model/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => run(args)));
+  results.forEach((r, i) => {
+    assert.equal(r.code, 1, `${cases[i][0].join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, cases[i][1]);
+  });
+});
+
+Deno.test("cli: --help lists every option and exits 0", async () => {
+  const r = await run(["--help"]);
+  assert.equal(r.code, 0);
+  for (
+    const flag of [
+      "--model",
+      "--max-num-seqs",
+      "--time-to-first-token",
+      "--lora-modules",
+      "--fake-metrics",
+      "--enable-kvcache",
+    ]
+  ) {
+    assert.ok(r.stdout.includes(flag), flag);
+  }
+});
+
+Deno.test("docs/options.md is generated from the option table and current", async () => {
+  const docs = await Deno.readTextFile(new URL("../docs/options.md", import.meta.url));
+  assert.equal(docs, optionsMarkdown(), "run `deno task docs`");
+});
+
+Deno.test("manifests/config.yaml is a valid configuration", () => {
+  const path = new URL("../manifests/config.yaml", import.meta.url).pathname;
+  const c = loadConfig(["--config", path], {}).config;
+  assert.equal(c.model, "Qwen/Qwen2.5-1.5B-Instruct");
+  assert.equal(c["time-to-first-token"], 200);
+});
