@@ -72,6 +72,9 @@ function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
   const model = reqString(o, "model");
   const stream = optBool(o, "stream") ?? false;
   const so = optObject(o, "stream_options");
+  if (so && !stream) {
+    throw badRequest("Stream options can only be defined when `stream=True`.", "stream_options");
+  }
   let maxTokens: number | undefined;
   // The first key present wins (chat: max_completion_tokens over max_tokens).
   for (const k of maxTokensKeys) {

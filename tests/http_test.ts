@@ -96,6 +96,7 @@ Deno.test("bad inputs answer 400 in the error shape, never 500", async () => {
     ["/v1/chat/completions", chat({ n: 0 })],
     ["/v1/chat/completions", chat({ n: 1_000_000 })],
     ["/v1/chat/completions", chat({ stream: "yes" })],
+    ["/v1/chat/completions", chat({ stream_options: { include_usage: true } })],
     ["/v1/chat/completions", { model: 42, messages: [] }],
     ["/v1/completions", { model: "test-model" }],
     ["/v1/completions", { model: "test-model", prompt: "" }],
