@@ -8,7 +8,7 @@ import type { LoadedConfig } from "./lib/config.ts";
 import { Logger } from "./lib/log.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
 import { createRouter } from "./routes/router.ts";
-import { ROUTES } from "./routes/table.ts";
+import { METRICS_PORT_ROUTES, ROUTES } from "./routes/table.ts";
 
 export interface RunningRank {
   sim: Simulator;
@@ -79,6 +79,27 @@ function listen(
   });
 }
 
+/** --metrics-port: a second listener serving only rank 0's GET /metrics. */
+function serveMetrics(
+  sim: Simulator,
+  hostname: string,
+  port: number,
+  env: Record<string, string | undefined>,
+  opts: StartOptions,
+): Deno.HttpServer<Deno.NetAddr> {
+  const handler = createRouter(sim, METRICS_PORT_ROUTES, port, {
+    podName: env.POD_NAME,
+    podNamespace: env.POD_NAMESPACE,
+  });
+  return Deno.serve({
+    hostname,
+    port,
+    onListen: (addr) => {
+      if (!opts.quiet) sim.log.info("metrics listening", { address: `${hostname}:${addr.port}` });
+    },
+  }, handler);
+}
+
 export async function startServers(argv: string[], opts: StartOptions = {}): Promise<Running> {
   const env = opts.env ?? Deno.env.toObject();
   const loaded = loadConfig(argv, env);
@@ -100,12 +121,18 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     // Port 0 asks the OS for a free port per rank.
     ranks.push(await listen(loaded, rank, basePort === 0 ? 0 : basePort + i, env, opts));
   }
+  const metricsServer = cfg["metrics-port"] === undefined
+    ? null
+    : serveMetrics(ranks[0].sim, cfg.host, cfg["metrics-port"], env, opts);
   return {
     ranks,
     url: ranks[0].url,
     async shutdown() {
-      await Promise.all(ranks.map((r) => r.server.shutdown()));
-      for (const r of ranks) r.sim.engine.timers.clear();
+      await Promise.all([...ranks.map((r) => r.server.shutdown()), metricsServer?.shutdown()]);
+      for (const r of ranks) {
+        r.sim.engine.timers.clear();
+        r.sim.metrics.close();
+      }
     },
   };
 }

@@ -7,6 +7,7 @@
 import type { Config, LoadedConfig } from "./config.ts";
 import { Engine } from "./engine.ts";
 import { levelFromVerbosity, Logger, type LogLevel } from "./log.ts";
+import { Metrics } from "./metrics.ts";
 import { ModelRegistry } from "./models.ts";
 import { Rng } from "./rng.ts";
 import { regexTokenizer, type Tokenizer } from "./tokenizer.ts";
@@ -15,6 +16,7 @@ export class Simulator {
   #cfg: Config;
   readonly engine: Engine;
   readonly models: ModelRegistry;
+  readonly metrics: Metrics;
   readonly log: Logger;
   readonly tokenizer: Tokenizer = regexTokenizer;
   readonly rng: Rng;
@@ -34,6 +36,7 @@ export class Simulator {
       cfg["max-cpu-loras"],
       cfg["lora-modules"],
     );
+    this.metrics = new Metrics(this);
   }
 
   /** The current configuration; a request snapshots it on arrival. */

@@ -1,6 +1,7 @@
 /** The route table: every path the server answers, in one place. */
 import { health, ready, version } from "./health.ts";
 import { loadLoraAdapter, unloadLoraAdapter } from "./lora.ts";
+import { fakeMetrics, metrics } from "./metrics.ts";
 import { listModels } from "./models.ts";
 import type { Route } from "./router.ts";
 import { chatCompletions } from "./serving_chat.ts";
@@ -16,4 +17,11 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/ready", handler: ready },
   { method: "GET", path: "/health/ready", handler: ready },
   { method: "GET", path: "/version", handler: version },
+  { method: "GET", path: "/metrics", handler: metrics },
+  { method: "POST", path: "/fake_metrics", handler: fakeMetrics },
+];
+
+/** The --metrics-port listener answers only this. */
+export const METRICS_PORT_ROUTES: readonly Route[] = [
+  { method: "GET", path: "/metrics", handler: metrics },
 ];

@@ -1,0 +1,23 @@
+/** GET /metrics (Prometheus text format) and the deprecated POST /fake_metrics. */
+import { applyAdminUpdate, ConfigError } from "../lib/config.ts";
+import { badRequest } from "../lib/errors.ts";
+import { CONTENT_TYPE } from "../lib/metrics.ts";
+import { json, readJson, type RequestContext } from "./http.ts";
+
+export async function metrics(_req: Request, ctx: RequestContext): Promise<Response> {
+  const body = await ctx.sim.metrics.exposition();
+  return new Response(body, { headers: { "content-type": CONTENT_TYPE } });
+}
+
+/** Partial update of the fake metrics, with POST /admin/config's merge rules. */
+export async function fakeMetrics(req: Request, ctx: RequestContext): Promise<Response> {
+  const { sim } = ctx;
+  const body = await readJson(req, sim.config["max-request-body-size-mb"] * 1048576);
+  try {
+    sim.replaceConfig(applyAdminUpdate(sim.config, { "fake-metrics": body }));
+  } catch (e) {
+    if (e instanceof ConfigError) throw badRequest(e.message, "fake-metrics");
+    throw e;
+  }
+  return json({ "fake-metrics": sim.config["fake-metrics"] });
+}
