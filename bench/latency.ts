@@ -14,6 +14,7 @@
  * deadline, via an EngineObserver) is reported next to the client figures.
  *
  *   deno run -A bench/latency.ts            # standalone
+ *   LAT_N=1000 deno run -A bench/latency.ts # only some concurrency levels
  *   import { latencyBench } from "./latency.ts"  # from the suite runner
  */
 import { startServers } from "../main.ts";
