@@ -94,9 +94,6 @@ export interface EngineObserver {
   cancelled?(job: Job, wasRunning: boolean): void;
 }
 
-/** Deadlines this close are emitted inline instead of arming a timer. */
-const INLINE_MS = 0.4;
-
 export class Engine {
   readonly running = new Set<Job>();
   readonly waiting: Job[] = [];
@@ -129,6 +126,9 @@ export class Engine {
   /** Admits or queues a request; a full queue answers 429 at once. */
   submit(spec: JobSpec, sink: JobSink): Job {
     const job = new Job(spec, sink);
+    // Jobs already waiting go first (FIFO): if the limits were raised since
+    // they queued, start them before this one can take a slot.
+    if (this.waiting.length > 0) this.#admit();
     const cfg = this.config();
     if (this.running.size < cfg["max-num-seqs"] && this.#loraFits(job, cfg)) {
       this.#start(job);
@@ -163,6 +163,14 @@ export class Engine {
     for (const o of this.observers) o.cancelled?.(job, wasRunning);
     this.#admit();
     this.#checkIdle();
+  }
+
+  /**
+   * Starts waiting requests that now fit. The engine calls this itself when a
+   * request ends; call it after raising max-num-seqs or max-loras at run time.
+   */
+  reschedule(): void {
+    this.#admit();
   }
 
   /** Resolves once nothing is running or waiting (for graceful shutdown). */
@@ -203,7 +211,7 @@ export class Engine {
     const spec = job.spec;
     while (job.state === "running") {
       const now = performance.now();
-      if (job.nextAt > now + INLINE_MS) {
+      if (!this.timers.isDue(job.nextAt, now)) {
         job.timer = this.timers.at(job.nextAt, () => this.#advance(job));
         return;
       }

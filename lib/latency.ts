@@ -3,6 +3,10 @@
  * prefill time by calculator, per-token decode time, and the load factor.
  * All values are milliseconds. Pure functions of the config snapshot, the
  * request and the current load; randomness comes from the caller's Rng.
+ *
+ * Under load a GPU-bound mean is multiplied by the load factor and so is its
+ * std-dev: the jitter stays the same fraction of the mean (the ≤ 30% rule
+ * keeps holding) whichever form is in use.
  */
 import type { Config } from "./config.ts";
 import { clampedNormal, type Rng } from "./rng.ts";
@@ -69,7 +73,7 @@ export function prefillMs(cfg: LatencyConfig, rng: Rng, p: PrefillInput): number
   if (usesConstantForm(cfg, mean, sd)) return clampedNormal(rng, mean * lf, sd * lf);
   const uncached = Math.max(0, p.promptTokens - p.cachedTokens);
   const total = cfg["prefill-overhead"] + uncached * cfg["prefill-time-per-token"];
-  return clampedNormal(rng, total * lf, cfg["prefill-time-std-dev"]);
+  return clampedNormal(rng, total * lf, cfg["prefill-time-std-dev"] * lf);
 }
 
 /** Time between two output tokens, drawn per token. */

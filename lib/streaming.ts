@@ -132,7 +132,9 @@ export function streamPlans(
     },
   }));
   jobs = submitAll(engine, plans, sinks);
-  opts.signal?.addEventListener("abort", cancelAll, { once: true });
+  // A client that left before we got here never fires "abort".
+  if (opts.signal?.aborted) cancelAll();
+  else opts.signal?.addEventListener("abort", cancelAll, { once: true });
   return body;
 }
 
@@ -151,9 +153,12 @@ export function collectPlans(
       },
     };
     const jobs = submitAll(engine, plans, plans.map(() => sink));
-    signal?.addEventListener("abort", () => {
+    const abort = () => {
       for (const j of jobs) engine.cancel(j);
       reject(new DOMException("client disconnected", "AbortError"));
-    }, { once: true });
+    };
+    // A client that left before we got here never fires "abort".
+    if (signal?.aborted) abort();
+    else signal?.addEventListener("abort", abort, { once: true });
   });
 }

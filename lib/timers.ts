@@ -12,13 +12,29 @@ export interface TimerHandle {
   pos: number;
 }
 
-/** Deadlines this close are run now rather than after another timer round. */
-const EARLY_MS = 0.4;
+/**
+ * How Deno 2.9's setTimeout behaves (measured on Linux): the delay is cut to
+ * whole milliseconds, the callback runs about 0.1 ms after that, and never
+ * sooner than about 2 ms after arming, whatever delay was asked for.
+ */
+const TIMER_SLACK_MS = 0.1;
+const TIMER_FLOOR_MS = 2 + TIMER_SLACK_MS;
+
+/**
+ * Deadlines within this window are due now. The next wake-up cannot come
+ * sooner than TIMER_FLOOR_MS, so a deadline closer than half of that is met
+ * more closely by running it a little early than by sleeping past it.
+ * Callers that would otherwise arm a timer for such a deadline should run it
+ * inline instead (see `isDue`).
+ */
+export const DUE_WINDOW_MS = TIMER_FLOOR_MS / 2;
 
 export class TimerQueue {
   #heap: TimerHandle[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedAt = Infinity;
+  /** Inside #fire: re-arm once at the end, not on every insertion. */
+  #firing = false;
 
   get size(): number {
     return this.#heap.length;
@@ -29,7 +45,7 @@ export class TimerQueue {
     const h: TimerHandle = { at, fn, pos: this.#heap.length };
     this.#heap.push(h);
     this.#up(h.pos);
-    if (this.#heap[0] === h) this.#arm();
+    if (this.#heap[0] === h && !this.#firing) this.#arm();
     return h;
   }
 
@@ -44,7 +60,12 @@ export class TimerQueue {
       this.#down(i);
       this.#up(last.pos);
     }
-    if (this.#heap.length === 0) this.#disarm();
+    if (this.#heap.length === 0 && !this.#firing) this.#disarm();
+  }
+
+  /** True when a deadline is close enough to run now rather than sleep for. */
+  isDue(at: number, now: number = performance.now()): boolean {
+    return at <= now + DUE_WINDOW_MS;
   }
 
   /** Stops the runtime timer (pending callbacks are dropped). */
@@ -66,9 +87,10 @@ export class TimerQueue {
     if (this.#timer !== undefined && this.#armedAt <= first.at) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAt = first.at;
-    // setTimeout has whole-millisecond granularity and fires late, never
-    // early: aim at the floor so lateness stays under a millisecond.
-    const delay = Math.max(0, Math.floor(first.at - performance.now()));
+    // Whole-millisecond delays that land about TIMER_SLACK_MS late: round so
+    // the wake-up falls within half a millisecond of the deadline, on either
+    // side; #fire runs whatever is due within DUE_WINDOW_MS.
+    const delay = Math.max(0, Math.round(first.at - performance.now() - TIMER_SLACK_MS));
     this.#timer = setTimeout(this.#fire, delay);
   }
 
@@ -76,18 +98,23 @@ export class TimerQueue {
     this.#timer = undefined;
     this.#armedAt = Infinity;
     const heap = this.#heap;
-    let now = performance.now();
-    let ran = 0;
-    while (heap.length > 0 && heap[0].at <= now + EARLY_MS) {
-      const h = heap[0];
-      this.cancel(h);
-      try {
-        h.fn();
-      } catch (e) {
-        console.error("timer callback failed", e);
+    this.#firing = true;
+    try {
+      let now = performance.now();
+      let ran = 0;
+      while (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
+        const h = heap[0];
+        this.cancel(h);
+        try {
+          h.fn();
+        } catch (e) {
+          console.error("timer callback failed", e);
+        }
+        // Callbacks take time; refresh the clock now and then, not every time.
+        if ((++ran & 15) === 0) now = performance.now();
       }
-      // Callbacks take time; refresh the clock now and then, not every time.
-      if ((++ran & 63) === 0) now = performance.now();
+    } finally {
+      this.#firing = false;
     }
     this.#arm();
   };

@@ -1,0 +1,300 @@
+/**
+ * Latency-accuracy benchmark (latency-and-scheduling.md, "Targets").
+ *
+ * vllm-sim runs in this process (startServers, port 0, TTFT 100 ms, ITL
+ * 20 ms). The load generator runs in a separate Deno subprocess so that it
+ * does not share the server's event loop: it opens N keep-alive TCP
+ * connections, then sends N streaming completions (200 tokens, ignore_eos)
+ * and timestamps every SSE frame as it arrives. Each token's schedule is
+ * measured on the client's clock: send time + 100 ms + k·20 ms.
+ *
+ * Stream starts are spread evenly over one inter-token interval (20 ms), the
+ * way independent clients arrive; all N streams are open at once for the
+ * whole run. The server-side pacing error (token emitted vs its absolute
+ * deadline, via an EngineObserver) is reported next to the client figures.
+ *
+ *   deno run -A bench/latency.ts            # standalone
+ *   LAT_N=1000 deno run -A bench/latency.ts # only some concurrency levels
+ *   import { latencyBench } from "./latency.ts"  # from the suite runner
+ */
+import { startServers } from "../main.ts";
+
+const TTFT = 100;
+const ITL = 20;
+const TOKENS = 200;
+const CONCURRENCY = (Deno.env.get("LAT_N") ?? "1,100,1000").split(",").map(Number);
+/**
+ * Stream starts are spread at this pace (2 000 new requests per second), and
+ * over at least one ITL, so admission bursts do not masquerade as pacing
+ * error; every stream lasts ~4.1 s, so all N are open together for most of it.
+ */
+const RAMP_MS_PER_STREAM = 0.5;
+
+export interface Stats {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+function stats(values: Float64Array | number[]): Stats {
+  const a = Float64Array.from(values).sort();
+  if (a.length === 0) return { p50: NaN, p99: NaN, max: NaN };
+  const at = (q: number) => a[Math.min(a.length - 1, Math.floor(q * a.length))];
+  return { p50: at(0.5), p99: at(0.99), max: a[a.length - 1] };
+}
+
+interface ClientResult {
+  streams: number;
+  completed: number;
+  /** |arrival − schedule| of every token, ms. */
+  tokenErr: Stats;
+  /** |last-token arrival − schedule| per stream, ms. */
+  drift: Stats;
+  /** Signed mean of arrival − schedule, ms (positive: late). */
+  meanSigned: number;
+}
+
+// ---------------------------------------------------------------- client side
+
+/** One streaming completion over a raw keep-alive connection. */
+async function runStream(
+  conn: Deno.Conn,
+  request: Uint8Array,
+  tokens: number,
+  errs: number[],
+  drifts: number[],
+): Promise<{ signed: number; n: number; ok: boolean }> {
+  const buf = new Uint8Array(64 * 1024);
+  const sent = performance.now();
+  await conn.write(request);
+  let frames = 0; // SSE frames seen ("\n\n"-terminated): tokens, then [DONE]
+  let prevNl = false;
+  let signed = 0;
+  for (;;) {
+    const n = await conn.read(buf);
+    const now = performance.now();
+    if (n === null) break;
+    let got = 0;
+    for (let i = 0; i < n; i++) {
+      const nl = buf[i] === 10;
+      if (nl && prevNl) {
+        got++;
+        prevNl = false;
+      } else prevNl = nl;
+    }
+    for (let j = 0; j < got; j++) {
+      const k = frames++;
+      if (k >= tokens) continue; // [DONE]
+      const err = now - (sent + TTFT + k * ITL);
+      signed += err;
+      errs.push(Math.abs(err));
+      if (k === tokens - 1) drifts.push(Math.abs(err));
+    }
+    if (frames > tokens) break;
+  }
+  return { signed, n: Math.min(frames, tokens), ok: frames > tokens };
+}
+
+/** Over how long the stream starts are spread, ms. */
+export function rampMs(streams: number): number {
+  return Math.max(ITL, streams * RAMP_MS_PER_STREAM);
+}
+
+function requestBytes(u: URL, tokens: number): Uint8Array {
+  const body = JSON.stringify({
+    model: "bench-model",
+    prompt: "hello",
+    max_tokens: tokens,
+    ignore_eos: true,
+    stream: true,
+  });
+  return new TextEncoder().encode(
+    `POST /v1/completions HTTP/1.1\r\nhost: ${u.host}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${body.length}\r\n\r\n${body}`,
+  );
+}
+
+async function connectAll(u: URL, n: number): Promise<Deno.Conn[]> {
+  const conns: Deno.Conn[] = [];
+  for (let i = 0; i < n; i++) {
+    conns.push(await Deno.connect({ hostname: u.hostname, port: Number(u.port) }));
+  }
+  return conns;
+}
+
+function closeAll(conns: Deno.Conn[]): void {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** What one load-generator process measured (raw, merged by the parent). */
+interface ClientPart {
+  errs: number[];
+  drifts: number[];
+  signed: number;
+  tokens: number;
+  completed: number;
+}
+
+/**
+ * Load-generator process `rank` of `procs`: runs streams rank, rank+procs, …
+ * of `streams`, starting stream i at startEpoch + i·gap (epoch ms, shared by
+ * all processes).
+ */
+async function clientMain(
+  url: string,
+  streams: number,
+  rank: number,
+  procs: number,
+  startEpoch: number,
+): Promise<ClientPart> {
+  const u = new URL(url);
+  const mine: number[] = [];
+  for (let i = rank; i < streams; i += procs) mine.push(i);
+  // Warm-up: a few short streams so neither side measures its JIT.
+  const warm = await connectAll(u, 10);
+  await Promise.all(warm.map((c) => runStream(c, requestBytes(u, 5), 5, [], [])));
+  closeAll(warm);
+  // Connect first so connection set-up does not shift any stream's schedule.
+  const conns = await connectAll(u, mine.length);
+  const request = requestBytes(u, TOKENS);
+  const errs: number[] = [];
+  const drifts: number[] = [];
+  const gap = streams > 1 ? rampMs(streams) / streams : 0;
+  const t0 = startEpoch - performance.timeOrigin;
+  const runs: Promise<{ signed: number; n: number; ok: boolean }>[] = [];
+  for (let j = 0; j < mine.length; j++) {
+    const wait = t0 + mine[j] * gap - performance.now();
+    if (wait >= 3) await new Promise((r) => setTimeout(r, wait - 2));
+    runs.push(runStream(conns[j], request, TOKENS, errs, drifts));
+  }
+  const results = await Promise.all(runs);
+  closeAll(conns);
+  const part: ClientPart = { errs, drifts, signed: 0, tokens: 0, completed: 0 };
+  for (const r of results) {
+    part.signed += r.signed;
+    part.tokens += r.n;
+    if (r.ok) part.completed++;
+  }
+  return part;
+}
+
+// ---------------------------------------------------------------- server side
+
+/** Load-generator processes per run: reading 50 000 frames/s is a core's work. */
+const procsFor = (streams: number) => streams >= 100 ? 2 : 1;
+
+async function runClients(url: string, streams: number): Promise<ClientResult> {
+  const procs = procsFor(streams);
+  // Leave time for the processes to start, warm up and connect.
+  const startEpoch = Date.now() + 1500 + streams;
+  const parts = await Promise.all(Array.from({ length: procs }, async (_, rank) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        import.meta.filename!,
+        "--client",
+        url,
+        String(streams),
+        String(rank),
+        String(procs),
+        String(startEpoch),
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error(`load generator failed (exit ${out.code})`);
+    return JSON.parse(new TextDecoder().decode(out.stdout)) as ClientPart;
+  }));
+  const errs = parts.flatMap((p) => p.errs);
+  const drifts = parts.flatMap((p) => p.drifts);
+  const signed = parts.reduce((a, p) => a + p.signed, 0);
+  const tokens = parts.reduce((a, p) => a + p.tokens, 0);
+  return {
+    streams,
+    completed: parts.reduce((a, p) => a + p.completed, 0),
+    tokenErr: stats(errs),
+    drift: stats(drifts),
+    meanSigned: tokens > 0 ? signed / tokens : NaN,
+  };
+}
+
+const fmt = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "n/a";
+
+/** Runs the benchmark and returns a markdown table of the results. */
+export async function latencyBench(): Promise<string> {
+  const running = await startServers([
+    "--model",
+    "bench-model",
+    "--time-to-first-token",
+    `${TTFT}ms`,
+    "--inter-token-latency",
+    `${ITL}ms`,
+    "--max-num-seqs",
+    "2000",
+    "--max-model-len",
+    "100000",
+    "--seed",
+    "1",
+  ], { port: 0, quiet: true, env: {} });
+  const sim = running.ranks[0].sim;
+  // Server-side pacing error: emission time vs the token's absolute deadline.
+  let serverErrs: number[] = [];
+  sim.engine.observers.push({
+    token(job, _k, now) {
+      serverErrs.push(Math.abs(now - job.nextAt));
+    },
+  });
+  const rows: string[] = [];
+  try {
+    for (const n of CONCURRENCY) {
+      serverErrs = [];
+      const r = await runClients(running.url, n);
+      const s = stats(serverErrs);
+      rows.push(
+        `| ${n} | ${r.completed}/${r.streams} | ${fmt(r.tokenErr.p50)} | ${
+          fmt(r.tokenErr.p99)
+        } | ` +
+          `${fmt(r.drift.p50)} | ${fmt(r.drift.p99)} | ${fmt(r.drift.max)} | ` +
+          `${fmt(r.meanSigned)} | ${fmt(s.p50)} | ${fmt(s.p99)} |`,
+      );
+    }
+  } finally {
+    await running.shutdown();
+  }
+  return [
+    `### Latency accuracy (TTFT ${TTFT} ms, ITL ${ITL} ms, ${TOKENS} tokens, streaming completions)`,
+    "",
+    "Load generator: separate Deno subprocesses (two from 100 streams up), raw keep-alive " +
+    "HTTP/1.1 connections opened " +
+    `before the run; stream starts spread over max(${ITL} ms, N × ${RAMP_MS_PER_STREAM} ms). Errors are |arrival − schedule| in ms ` +
+    "on the client's clock, schedule = send time + TTFT + k·ITL. Targets at 1000 streams: " +
+    "token p50 ≤ 1, p99 ≤ 5, last-token drift ≤ 2.",
+    "",
+    "| streams | completed | token err p50 | token err p99 | drift p50 | drift p99 | drift max " +
+    "| mean signed err | server err p50 | server err p99 |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  if (Deno.args[0] === "--client") {
+    const [url, streams, rank, procs, startEpoch] = Deno.args.slice(1);
+    const part = await clientMain(
+      url,
+      Number(streams),
+      Number(rank),
+      Number(procs),
+      Number(startEpoch),
+    );
+    console.log(JSON.stringify(part));
+  } else {
+    console.log(await latencyBench());
+  }
+}
