@@ -41,7 +41,7 @@ function listen(
   opts: StartOptions,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
-  const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined);
+  const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined, rank);
   const tls = cfg["ssl-certfile"] && cfg["ssl-keyfile"]
     ? {
       cert: Deno.readTextFileSync(cfg["ssl-certfile"]),
@@ -58,6 +58,7 @@ function listen(
       ...tls,
       onListen: (addr) => {
         const real = (addr as Deno.NetAddr).port;
+        sim.port = real;
         handler = createRouter(sim, ROUTES, real, {
           podName: env.POD_NAME,
           podNamespace: env.POD_NAMESPACE,

@@ -8,7 +8,6 @@ import type { FinishReason, JobSpec } from "./engine.ts";
 import { contextLengthError } from "./errors.ts";
 import type { ResolvedModel } from "./models.ts";
 import type { GenerationParams, KvTransferParams } from "./protocol.ts";
-import { Rng } from "./rng.ts";
 import type { Simulator } from "./simulator.ts";
 
 export interface PlannedChoice {
@@ -35,25 +34,6 @@ export interface GenerationPlan {
   spec: JobSpec;
   /** kv_transfer_params for the response (P/D prefill side), else null. */
   kvTransferOut: KvTransferParams | null;
-}
-
-const engineIds = new WeakMap<Simulator, string>();
-
-/**
- * The prefill engine's id in kv_transfer_params: one per simulator (it names
- * the engine, not the request), derived from the seed so replays match.
- */
-function engineId(sim: Simulator): string {
-  let id = engineIds.get(sim);
-  if (id === undefined) {
-    const rng = new Rng(sim.config.seed);
-    const hex = Array.from({ length: 8 }, () => rng.nextU32().toString(16).padStart(8, "0"))
-      .join("");
-    id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-` +
-      `${"89ab"[rng.int(0, 3)]}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-    engineIds.set(sim, id);
-  }
-  return id;
 }
 
 export function planGeneration(
@@ -105,14 +85,14 @@ export function planGeneration(
     ? {
       do_remote_prefill: true,
       do_remote_decode: false,
-      remote_engine_id: engineId(sim),
+      remote_engine_id: sim.engineId,
       // The blocks holding this prompt's KV cache, for the decode side to pull.
       remote_block_ids: Array.from(
         { length: Math.ceil(n / cfg["block-size"]) },
         (_, i) => i,
       ),
       remote_host: cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host,
-      remote_port: cfg.port,
+      remote_port: sim.port,
       tp_size: 1,
     }
     : null;

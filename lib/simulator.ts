@@ -21,11 +21,17 @@ export class Simulator {
   readonly tokenizer: Tokenizer = regexTokenizer;
   readonly rng: Rng;
   readonly startedAt = performance.now();
+  /** The engine id P/D peers see: one per rank, derived from the seed so replays match. */
+  readonly engineId: string;
+  /** The port this rank listens on (known once listening; port 0 picks one). */
+  port: number;
   sleeping = false;
 
-  constructor(loaded: LoadedConfig, log?: Logger) {
+  constructor(loaded: LoadedConfig, log?: Logger, readonly rank = 0) {
     const cfg = loaded.config;
     this.#cfg = cfg;
+    this.port = cfg.port;
+    this.engineId = seededUuid(new Rng(cfg.seed + rank));
     this.log = log ?? loggerFor(cfg);
     this.rng = new Rng(cfg.seed);
     this.engine = new Engine(() => this.#cfg);
@@ -69,4 +75,11 @@ export function loggerFor(cfg: Config): Logger {
   let level: LogLevel = cfg["log-level"];
   if (cfg.v > 0) level = levelFromVerbosity(cfg.v);
   return new Logger(level, cfg["log-format"]);
+}
+
+/** A version-4-shaped UUID drawn from `rng`. */
+function seededUuid(rng: Rng): string {
+  const hex = Array.from({ length: 8 }, () => rng.nextU32().toString(16).padStart(8, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-` +
+    `${"89ab"[rng.int(0, 3)]}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }

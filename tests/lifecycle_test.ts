@@ -360,7 +360,7 @@ Deno.test("P/D prefill side: do_remote_decode answers after prefill with remote_
     assert.ok(Array.isArray(kv.remote_block_ids) && kv.remote_block_ids.length > 0);
     assert.ok(kv.remote_block_ids.every((b: unknown) => Number.isInteger(b)));
     assert.equal(typeof kv.remote_host, "string");
-    assert.ok(Number.isInteger(kv.remote_port));
+    assert.equal(kv.remote_port, s.running.ranks[0].port);
     assert.equal(kv.tp_size, 1);
   }
 });
