@@ -58,11 +58,18 @@ function submitAll(engine: Engine, plans: readonly GenerationPlan[], sinks: JobS
 
 const encoder = new TextEncoder();
 
+/**
+ * The client's abort signal, asked for only when an answer is not complete
+ * at once: with zero latency the whole answer is produced synchronously, and
+ * creating a Request's signal costs a runtime op and a listener.
+ */
+export type SignalSource = () => AbortSignal | undefined;
+
 export interface StreamOptions {
   includeUsage: boolean;
   continuousUsage: boolean;
   /** Aborts when the client goes away. */
-  signal?: AbortSignal;
+  signal?: SignalSource;
 }
 
 /** An SSE body for the plans; throws (e.g. 429) before any byte is produced. */
@@ -132,7 +139,7 @@ export function streamPlans(
     },
   }));
   jobs = submitAll(engine, plans, sinks);
-  opts.signal?.addEventListener("abort", cancelAll, { once: true });
+  if (open) opts.signal?.()?.addEventListener("abort", cancelAll, { once: true });
   return body;
 }
 
@@ -140,7 +147,7 @@ export function streamPlans(
 export function collectPlans(
   engine: Engine,
   plans: readonly GenerationPlan[],
-  signal?: AbortSignal,
+  signal?: SignalSource,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     let pending = plans.length;
@@ -151,7 +158,8 @@ export function collectPlans(
       },
     };
     const jobs = submitAll(engine, plans, plans.map(() => sink));
-    signal?.addEventListener("abort", () => {
+    if (pending === 0) return;
+    signal?.()?.addEventListener("abort", () => {
       for (const j of jobs) engine.cancel(j);
       reject(new DOMException("client disconnected", "AbortError"));
     }, { once: true });
