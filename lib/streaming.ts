@@ -92,13 +92,25 @@ export function streamPlans(
     },
     cancel: cancelAll,
   });
-  const send = (s: string) => {
-    if (!open) return;
+  // Frames produced in one synchronous run (a whole zero-latency answer, or
+  // tokens caught up after a late timer) leave as one chunk: one encode and
+  // one enqueue per run instead of one per token. The runtime writes to the
+  // socket only after the current task anyway, so no frame leaves later.
+  let buffered = "";
+  const flush = () => {
+    if (!open || buffered === "") return;
+    const s = buffered;
+    buffered = "";
     try {
       ctrl.enqueue(encoder.encode(s));
     } catch {
       cancelAll();
     }
+  };
+  const send = (s: string) => {
+    if (!open || s === "") return;
+    if (buffered === "") queueMicrotask(flush);
+    buffered += s;
   };
   const n = plans.length > 0 ? plans[0].choices.length : 0;
   let pending = plans.length;
@@ -129,6 +141,7 @@ export function streamPlans(
         if (opts.includeUsage) out += fmt.usage(total);
         out += fmt.end();
         send(out);
+        flush();
         if (open) {
           open = false;
           ctrl.close();
