@@ -70,7 +70,8 @@ interface Proc {
  * Deno's own). stdout is piped only when asked for.
  */
 function spawnDeno(args: string[], opts: { files?: number; stdout?: boolean } = {}): Proc {
-  const argv = [DENO, "run", "-A", ...args];
+  // --no-lock: many short-lived, killed processes must not rewrite deno.lock.
+  const argv = [DENO, "run", "-A", "--no-lock", ...args];
   const cmd = opts.files
     ? new Deno.Command("sh", {
       args: ["-c", `ulimit -n ${opts.files} 2>/dev/null; exec "$@"`, "sh", ...argv],
@@ -193,6 +194,7 @@ function denoGenerator(): LoadGenerator {
       const out = await output(DENO, [
         "run",
         "-A",
+        "--no-lock",
         new URL("./loadgen.ts", import.meta.url).pathname,
         String(port),
         PATH,
@@ -445,7 +447,7 @@ async function firstLine(stream: ReadableStream<Uint8Array>, timeoutMs: number):
 
 async function startup(): Promise<void> {
   // Make sure the dependencies are cached: we measure start-up, not downloads.
-  await output(DENO, ["cache", new URL("../main.ts", import.meta.url).pathname]);
+  await output(DENO, ["cache", "--no-lock", new URL("../main.ts", import.meta.url).pathname]);
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const port = freePort();
