@@ -110,14 +110,16 @@ export interface TextSource {
  * sentences; nothing is re-tokenized.
  */
 export function randomTokens(rng: Rng, n: number): string[] {
-  const out: string[] = [];
-  if (!(n > 0)) return out;
+  if (!(n > 0)) return [];
+  // Sized once: growing the array token by token cost more than the picks.
+  const out = new Array<string>(n);
+  let filled = 0;
   let table = SENTENCE_TOKENS;
   while (true) {
     const toks = rng.pick(table);
-    const take = Math.min(toks.length, n - out.length);
-    for (let i = 0; i < take; i++) out.push(toks[i]);
-    if (out.length >= n) return out;
+    const take = Math.min(toks.length, n - filled);
+    for (let i = 0; i < take; i++) out[filled++] = toks[i];
+    if (filled >= n) return out;
     table = SENTENCE_TOKENS_SPACED;
   }
 }

@@ -30,6 +30,19 @@ function splitmix64(state: bigint): [bigint, bigint] {
   return [s, z];
 }
 
+/** The four 32-bit state words for a seed (splitmix64, twice). */
+function seedState(seed: number | bigint): readonly [number, number, number, number] {
+  let s = seedToBigInt(seed);
+  let out: bigint;
+  [s, out] = splitmix64(s);
+  const a = Number(out & 0xffffffffn);
+  const b = Number(out >> 32n);
+  [s, out] = splitmix64(s);
+  return [a, b, Number(out & 0xffffffffn), Number(out >> 32n)];
+}
+
+const ZERO_SEED_STATE = seedState(0);
+
 /** 32-bit finaliser (murmur3 fmix32 variant) used to derive forked streams. */
 function mix32(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
@@ -45,14 +58,12 @@ export class Rng {
   #d = 0;
 
   constructor(seed: number | bigint) {
-    let s = seedToBigInt(seed);
-    let out: bigint;
-    [s, out] = splitmix64(s);
-    this.#a = Number(out & 0xffffffffn);
-    this.#b = Number(out >> 32n);
-    [s, out] = splitmix64(s);
-    this.#c = Number(out & 0xffffffffn);
-    this.#d = Number(out >> 32n);
+    // fork() builds every request's stream from seed 0: skip the BigInt work.
+    const state = seed === 0 ? ZERO_SEED_STATE : seedState(seed);
+    this.#a = state[0];
+    this.#b = state[1];
+    this.#c = state[2];
+    this.#d = state[3];
     this.#fixZero();
   }
 

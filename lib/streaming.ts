@@ -58,11 +58,18 @@ function submitAll(engine: Engine, plans: readonly GenerationPlan[], sinks: JobS
 
 const encoder = new TextEncoder();
 
+/**
+ * The client's abort signal, asked for only when an answer is not complete
+ * at once: with zero latency the whole answer is produced synchronously, and
+ * creating a Request's signal costs a runtime op and a listener.
+ */
+export type SignalSource = () => AbortSignal | undefined;
+
 export interface StreamOptions {
   includeUsage: boolean;
   continuousUsage: boolean;
   /** Aborts when the client goes away. */
-  signal?: AbortSignal;
+  signal?: SignalSource;
 }
 
 /** An SSE body for the plans; throws (e.g. 429) before any byte is produced. */
@@ -85,13 +92,25 @@ export function streamPlans(
     },
     cancel: cancelAll,
   });
-  const send = (s: string) => {
-    if (!open) return;
+  // Frames produced in one synchronous run (a whole zero-latency answer, or
+  // tokens caught up after a late timer) leave as one chunk: one encode and
+  // one enqueue per run instead of one per token. The runtime writes to the
+  // socket only after the current task anyway, so no frame leaves later.
+  let buffered = "";
+  const flush = () => {
+    if (!open || buffered === "") return;
+    const s = buffered;
+    buffered = "";
     try {
       ctrl.enqueue(encoder.encode(s));
     } catch {
       cancelAll();
     }
+  };
+  const send = (s: string) => {
+    if (!open || s === "") return;
+    if (buffered === "") queueMicrotask(flush);
+    buffered += s;
   };
   const n = plans.length > 0 ? plans[0].choices.length : 0;
   let pending = plans.length;
@@ -122,6 +141,7 @@ export function streamPlans(
         if (opts.includeUsage) out += fmt.usage(total);
         out += fmt.end();
         send(out);
+        flush();
         if (open) {
           open = false;
           ctrl.close();
@@ -132,9 +152,12 @@ export function streamPlans(
     },
   }));
   jobs = submitAll(engine, plans, sinks);
-  // A client that left before we got here never fires "abort".
-  if (opts.signal?.aborted) cancelAll();
-  else opts.signal?.addEventListener("abort", cancelAll, { once: true });
+  if (open) {
+    const signal = opts.signal?.();
+    // A client that left before we got here never fires "abort".
+    if (signal?.aborted) cancelAll();
+    else signal?.addEventListener("abort", cancelAll, { once: true });
+  }
   return body;
 }
 
@@ -142,7 +165,7 @@ export function streamPlans(
 export function collectPlans(
   engine: Engine,
   plans: readonly GenerationPlan[],
-  signal?: AbortSignal,
+  signal?: SignalSource,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     let pending = plans.length;
@@ -153,12 +176,14 @@ export function collectPlans(
       },
     };
     const jobs = submitAll(engine, plans, plans.map(() => sink));
+    if (pending === 0) return;
+    const s = signal?.();
     const abort = () => {
       for (const j of jobs) engine.cancel(j);
       reject(new DOMException("client disconnected", "AbortError"));
     };
     // A client that left before we got here never fires "abort".
-    if (signal?.aborted) abort();
-    else signal?.addEventListener("abort", abort, { once: true });
+    if (s?.aborted) abort();
+    else s?.addEventListener("abort", abort, { once: true });
   });
 }

@@ -18,6 +18,22 @@ export interface PodInfo {
   podNamespace?: string;
 }
 
+/**
+ * The path of an absolute URL as sent ("http://host:port/p?q" → "/p"),
+ * without parsing or normalising it. A raw path that matches a route is
+ * already in normal form, since the route table holds plain paths.
+ */
+export function rawPath(href: string): string {
+  const start = href.indexOf("/", href.indexOf("//") + 2);
+  if (start < 0) return "/";
+  let end = href.length;
+  const q = href.indexOf("?", start);
+  if (q >= 0) end = q;
+  const h = href.indexOf("#", start);
+  if (h >= 0 && h < end) end = h;
+  return href.slice(start, end);
+}
+
 export type ServeHandler = (req: Request) => Promise<Response>;
 
 export function createRouter(
@@ -38,16 +54,32 @@ export function createRouter(
   if (pod.podNamespace) podHeaders.push(["x-inference-namespace", pod.podNamespace]);
 
   return async (req: Request): Promise<Response> => {
-    const url = new URL(req.url);
+    const href = req.url;
+    let url: URL | undefined;
+    // The raw path is looked up first; only a miss (or a request that needs
+    // the URL) pays for parsing it, which also normalises the path.
+    let pathname = rawPath(href);
+    let byMethod = table.get(pathname);
+    if (!byMethod) {
+      url = new URL(href);
+      pathname = url.pathname;
+      byMethod = table.get(pathname);
+    }
     const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
-    const ctx: RequestContext = { sim, port, url, requestId };
+    const ctx: RequestContext = {
+      sim,
+      port,
+      get url() {
+        return url ??= new URL(href);
+      },
+      requestId,
+    };
     let res: Response;
-    const byMethod = table.get(url.pathname);
     const handler = byMethod?.get(req.method);
     try {
-      if (!byMethod) throw new ApiError(404, `Not Found: ${url.pathname}`);
+      if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
       if (!handler) {
-        throw new ApiError(405, `Method Not Allowed: ${req.method} ${url.pathname}`);
+        throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
       }
       res = await handler(req, ctx);
     } catch (e) {
@@ -57,7 +89,7 @@ export function createRouter(
         // The client went away; nobody will read this answer.
         res = new Response(null, { status: 499 });
       } else {
-        sim.log.error("unhandled error", { path: url.pathname, error: String(e) });
+        sim.log.error("unhandled error", { path: pathname, error: String(e) });
         res = errorResponse(new ApiError(500, "Internal server error"));
       }
     }
@@ -65,7 +97,7 @@ export function createRouter(
     if (sim.config["enable-request-id-headers"]) res.headers.set("x-request-id", requestId);
     if (byMethod && !handler) res.headers.set("allow", [...byMethod.keys()].join(", "));
     if (sim.config["log-http"]) {
-      sim.log.info("http", { method: req.method, path: url.pathname, status: res.status });
+      sim.log.info("http", { method: req.method, path: pathname, status: res.status });
     }
     return res;
   };

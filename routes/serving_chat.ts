@@ -46,10 +46,10 @@ export async function chatCompletions(req: Request, ctx: RequestContext): Promis
   const created = Math.floor(Date.now() / 1000);
   if (body.stream) {
     const fmt = chatChunks(id, created, body.model, body.includeUsage || body.continuousUsage);
-    const stream = streamPlans(sim.engine, [plan], fmt, { ...body, signal: req.signal });
+    const stream = streamPlans(sim.engine, [plan], fmt, { ...body, signal: () => req.signal });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  await collectPlans(sim.engine, [plan], req.signal);
+  await collectPlans(sim.engine, [plan], () => req.signal);
   return json(chatResponse(id, created, body.model, plan));
 }
 

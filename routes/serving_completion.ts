@@ -37,10 +37,10 @@ export async function completions(req: Request, ctx: RequestContext): Promise<Re
   const created = Math.floor(Date.now() / 1000);
   if (body.stream) {
     const fmt = completionChunks(id, created, body, body.includeUsage || body.continuousUsage);
-    const stream = streamPlans(sim.engine, plans, fmt, { ...body, signal: req.signal });
+    const stream = streamPlans(sim.engine, plans, fmt, { ...body, signal: () => req.signal });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  await collectPlans(sim.engine, plans, req.signal);
+  await collectPlans(sim.engine, plans, () => req.signal);
   return json(completionResponse(id, created, body, plans));
 }
 

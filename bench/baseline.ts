@@ -1,0 +1,87 @@
+/**
+ * The benchmark's yardstick: a bare `Deno.serve` handler that reads the JSON
+ * body and answers with a fixed chat completion, or (when the body asks for
+ * `"stream": true`) a fixed SSE stream of the same shape the simulator sends
+ * for a 100-token answer, one enqueued chunk per frame. Nothing is computed
+ * per request beyond parsing the body.
+ *
+ * With `--idle`, streaming answers send their headers and then nothing,
+ * never ending: the yardstick for the idle-stream memory measurement.
+ *
+ *   deno run -A bench/baseline.ts <port> [--idle]
+ */
+
+const TOKENS = 100;
+const WORD = " word";
+
+const id = "chatcmpl-00000000-0000-0000-0000-000000000000";
+const created = 1700000000;
+const model = "m";
+
+const COMPLETION = JSON.stringify({
+  id,
+  object: "chat.completion",
+  created,
+  model,
+  choices: [{
+    index: 0,
+    message: { role: "assistant", content: WORD.repeat(TOKENS), tool_calls: [] },
+    logprobs: null,
+    finish_reason: "length",
+    stop_reason: null,
+  }],
+  usage: {
+    prompt_tokens: 12,
+    total_tokens: 12 + TOKENS,
+    completion_tokens: TOKENS,
+    prompt_tokens_details: { cached_tokens: 0 },
+  },
+  prompt_logprobs: null,
+  kv_transfer_params: null,
+});
+
+const encoder = new TextEncoder();
+
+function chunk(delta: unknown, finish: string | null): Uint8Array {
+  const frame = {
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  };
+  return encoder.encode(`data: ${JSON.stringify(frame)}\n\n`);
+}
+
+const FRAMES: Uint8Array[] = [chunk({ role: "assistant", content: "" }, null)];
+for (let k = 0; k < TOKENS; k++) {
+  FRAMES.push(chunk({ content: WORD }, k === TOKENS - 1 ? "length" : null));
+}
+FRAMES.push(encoder.encode("data: [DONE]\n\n"));
+
+const JSON_HEADERS = { "content-type": "application/json" };
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+};
+
+const port = Number(Deno.args[0] ?? "8001");
+const idle = Deno.args.includes("--idle");
+
+Deno.serve({
+  hostname: "127.0.0.1",
+  port,
+  onListen: () => console.log(`baseline listening on 127.0.0.1:${port}`),
+}, async (req) => {
+  if (req.method === "GET") return new Response("ok");
+  const body = await req.json() as { stream?: boolean };
+  if (body.stream !== true) return new Response(COMPLETION, { headers: JSON_HEADERS });
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      if (idle) return;
+      for (const f of FRAMES) c.enqueue(f);
+      c.close();
+    },
+  });
+  return new Response(stream, { headers: SSE_HEADERS });
+});

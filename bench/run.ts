@@ -1,0 +1,522 @@
+/**
+ * `deno task bench`: the performance suite (docs/performance.md).
+ *
+ * Starts the simulator and a bare `Deno.serve` baseline (bench/baseline.ts)
+ * as separate subprocesses and loads them one after the other with the same
+ * generator settings, then measures token timing (bench/latency.ts, when that
+ * module exists), the memory of 10 000 idle streams and the start-up time.
+ * Prints a markdown table. Only ever talks to 127.0.0.1.
+ *
+ * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
+ * --connections <n> (64), --streams <n> idle streams (10000),
+ * --only throughput,timing,memory,startup.
+ */
+
+const ROOT = new URL("../", import.meta.url);
+const DENO = Deno.execPath();
+const HOST = "127.0.0.1";
+
+// ---------------------------------------------------------------------------
+// Options.
+
+function flag(name: string, fallback: string): string {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < Deno.args.length ? Deno.args[i + 1] : fallback;
+}
+
+const DURATION_S = Number(flag("duration", "5"));
+const ROUNDS = Number(flag("rounds", "2"));
+const CONNECTIONS = Number(flag("connections", "64"));
+const IDLE_STREAMS = Number(flag("streams", "10000"));
+const ONLY = new Set(flag("only", "throughput,timing,memory,startup").split(","));
+
+// ---------------------------------------------------------------------------
+// Subprocess helpers.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: HOST, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Runs a command to completion; null when it cannot be started. */
+async function output(cmd: string, args: string[]): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  } catch {
+    return null;
+  }
+}
+
+/** Soft limit on open files that a `sh -c "ulimit -n …"` wrapper can reach. */
+async function fileLimit(): Promise<number> {
+  const hard = (await output("sh", ["-c", "ulimit -Hn"]))?.trim() ?? "";
+  return hard === "unlimited" ? 1 << 20 : Number(hard) || 1024;
+}
+
+interface Proc {
+  child: Deno.ChildProcess;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `deno run -A <args>` in the repository root with the open-file limit
+ * raised to `files` (through `sh -c 'ulimit -n …; exec …'`, so the pid is
+ * Deno's own). stdout is piped only when asked for.
+ */
+function spawnDeno(args: string[], opts: { files?: number; stdout?: boolean } = {}): Proc {
+  // --no-lock: many short-lived, killed processes must not rewrite deno.lock.
+  const argv = [DENO, "run", "-A", "--no-lock", ...args];
+  const cmd = opts.files
+    ? new Deno.Command("sh", {
+      args: ["-c", `ulimit -n ${opts.files} 2>/dev/null; exec "$@"`, "sh", ...argv],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: opts.stdout ? "piped" : "null",
+      stderr: "null",
+    })
+    : new Deno.Command(DENO, {
+      args: argv.slice(1),
+      cwd: ROOT,
+      stdin: "null",
+      stdout: opts.stdout ? "piped" : "null",
+      stderr: "null",
+    });
+  const child = cmd.spawn();
+  return {
+    child,
+    pid: child.pid,
+    async stop() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status;
+    },
+  };
+}
+
+/** Polls `url` until it answers 200; returns the time that took (ms). */
+async function waitFor(url: string, timeoutMs = 20_000, everyMs = 5): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    try {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      if (res.status === 200) return performance.now() - t0;
+    } catch {
+      // not listening yet
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
+}
+
+function startSimulator(port: number, extra: string[] = [], files?: number): Proc {
+  return spawnDeno(["main.ts", "--model", "m", "--port", String(port), "--seed", "1", ...extra], {
+    files,
+  });
+}
+
+function residentKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const m = status.match(/^VmRSS:\s+(\d+)\s+kB/m);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------
+// Load generation: wrk when available, else bench/loadgen.ts.
+
+interface LoadResult {
+  rps: number;
+  errors: number;
+}
+
+type LoadGenerator = {
+  name: string;
+  run(port: number, body: string): Promise<LoadResult>;
+};
+
+const PATH = "/v1/chat/completions";
+
+async function wrkGenerator(): Promise<LoadGenerator | null> {
+  const probe = async () => (await output("wrk", ["-v"]))?.includes("wrk") ?? false;
+  if (!(await probe())) {
+    // A fresh machine: install the Debian package when we may, else fall back.
+    if (Deno.uid() === 0 && (await output("apt-get", ["-v"])) !== null) {
+      console.error("wrk not found; trying apt-get install -y wrk nghttp2-client");
+      await output("apt-get", ["install", "-y", "wrk", "nghttp2-client"]);
+    }
+    if (!(await probe())) return null;
+  }
+  return {
+    name: `wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s`,
+    async run(port, body) {
+      const script = await Deno.makeTempFile({ suffix: ".lua" });
+      try {
+        await Deno.writeTextFile(
+          script,
+          `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n` +
+            `wrk.body = ${JSON.stringify(body)}\n`,
+        );
+        const out = await output("wrk", [
+          "-t1",
+          `-c${CONNECTIONS}`,
+          `-d${DURATION_S}s`,
+          "-s",
+          script,
+          `http://${HOST}:${port}${PATH}`,
+        ]) ?? "";
+        const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? NaN);
+        const non2xx = Number(out.match(/Non-2xx or 3xx responses:\s+(\d+)/)?.[1] ?? 0);
+        const sock = out.match(/Socket errors:.*/)?.[0] ?? "";
+        const sockErrors = [...sock.matchAll(/\d+/g)].reduce((a, m) => a + Number(m[0]), 0);
+        if (Number.isNaN(rps)) throw new Error(`could not read wrk output:\n${out}`);
+        return { rps, errors: non2xx + sockErrors };
+      } finally {
+        await Deno.remove(script);
+      }
+    },
+  };
+}
+
+function denoGenerator(): LoadGenerator {
+  return {
+    name: `bench/loadgen.ts (Deno) -c${CONNECTIONS} -d${DURATION_S}s`,
+    async run(port, body) {
+      const out = await output(DENO, [
+        "run",
+        "-A",
+        "--no-lock",
+        new URL("./loadgen.ts", import.meta.url).pathname,
+        String(port),
+        PATH,
+        String(CONNECTIONS),
+        String(DURATION_S),
+        body,
+      ]);
+      const r = JSON.parse(out ?? "{}") as { rps?: number; errors?: number };
+      return { rps: r.rps ?? NaN, errors: r.errors ?? 0 };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Measurements.
+
+interface Row {
+  what: string;
+  sim: string;
+  baseline: string;
+  result: string;
+  target: string;
+  met: boolean | null;
+}
+
+const rows: Row[] = [];
+const notes: string[] = [];
+
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+const CHAT_BODY = JSON.stringify({
+  model: "m",
+  messages: [{ role: "user", content: "Hello, how are you today?" }],
+  max_tokens: 100,
+  ignore_eos: true,
+});
+const STREAM_BODY = JSON.stringify({
+  model: "m",
+  messages: [{ role: "user", content: "Hello, how are you today?" }],
+  max_tokens: 100,
+  ignore_eos: true,
+  stream: true,
+});
+
+/** Checks the simulator really streams 100 tokens for STREAM_BODY. */
+async function checkStream(port: number): Promise<void> {
+  const res = await fetch(`http://${HOST}:${port}${PATH}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: STREAM_BODY,
+  });
+  const frames = (await res.text()).split("\n\n").filter((f) => f.startsWith("data: "));
+  // role frame + 100 token frames + [DONE]
+  if (res.status !== 200 || frames.length !== 102) {
+    throw new Error(`unexpected stream: status ${res.status}, ${frames.length} frames`);
+  }
+}
+
+async function throughput(gen: LoadGenerator): Promise<void> {
+  const [simPort, basePort] = [freePort(), freePort()];
+  // Zero latency is the default; a large max-num-seqs keeps the queue out of it.
+  const sim = startSimulator(simPort, ["--max-num-seqs", "1024"]);
+  const base = spawnDeno(["bench/baseline.ts", String(basePort)]);
+  try {
+    await waitFor(`http://${HOST}:${simPort}/health`);
+    await waitFor(`http://${HOST}:${basePort}/`);
+    await checkStream(simPort);
+    const sides = [["baseline", basePort], ["simulator", simPort]] as const;
+    const workloads = [["chat", CHAT_BODY], ["stream", STREAM_BODY]] as const;
+    const best = new Map<string, LoadResult>();
+    // Warm both JITs before measuring.
+    for (const [, body] of workloads) {
+      for (const [, port] of sides) {
+        await gen.run(port, body);
+      }
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [w, body] of workloads) {
+        for (const [side, port] of sides) {
+          const r = await gen.run(port, body);
+          const key = `${w}/${side}`;
+          console.error(`  ${key} round ${round + 1}: ${fmt(r.rps)} req/s, ${r.errors} errors`);
+          if (r.errors > 0) notes.push(`${key} round ${round + 1}: ${r.errors} errors`);
+          if (!best.has(key) || best.get(key)!.rps < r.rps) best.set(key, r);
+        }
+      }
+    }
+    const add = (w: string, what: string, target: number) => {
+      const s = best.get(`${w}/simulator`)!.rps;
+      const b = best.get(`${w}/baseline`)!.rps;
+      rows.push({
+        what,
+        sim: `${fmt(s)} req/s`,
+        baseline: `${fmt(b)} req/s`,
+        result: `ratio ${fmt(s / b, 2)}`,
+        target: `ratio ≥ ${target}`,
+        met: s / b >= target,
+      });
+    };
+    add("chat", "Non-streaming chat completions/s (zero latency)", 0.5);
+    add("stream", "Streaming 100-token chat completions/s (zero latency)", 0.33);
+  } finally {
+    await sim.stop();
+    await base.stop();
+  }
+}
+
+/** bench/latency.ts belongs to the latency work; use it when it is there. */
+async function timing(): Promise<void> {
+  const what = "Token-arrival error p50 / p99, drift (1 000 streams, TTFT 100 ms, ITL 20 ms)";
+  const target = "p50 ≤ 1 ms, p99 ≤ 5 ms, drift ≤ 2 ms";
+  const url = new URL("./latency.ts", import.meta.url);
+  try {
+    await Deno.stat(url);
+  } catch {
+    rows.push({
+      what,
+      sim: "not measured (bench/latency.ts absent)",
+      baseline: "—",
+      result: "—",
+      target,
+      met: null,
+    });
+    return;
+  }
+  let text: string;
+  try {
+    // A computed specifier: type-checking must not require the file.
+    const mod: { latencyBench?: unknown } = await import(url.href);
+    if (typeof mod.latencyBench !== "function") throw new Error("no latencyBench export");
+    text = String(await (mod.latencyBench as () => Promise<unknown>)()).trim();
+  } catch (e) {
+    rows.push({ what, sim: `failed: ${e}`, baseline: "—", result: "—", target, met: null });
+    return;
+  }
+  const num = (re: RegExp) => Number(text.match(re)?.[1] ?? NaN);
+  const p50 = num(/p50[^\d]*([\d.]+)\s*ms/i);
+  const p99 = num(/p99[^\d]*([\d.]+)\s*ms/i);
+  const drift = num(/drift[^\d]*([\d.]+)\s*ms/i);
+  const parsed = [p50, p99, drift].every((n) => !Number.isNaN(n));
+  const oneLine = !text.includes("\n") && !text.startsWith("|");
+  rows.push({
+    what,
+    sim: oneLine ? text : "see below",
+    baseline: "—",
+    result: parsed ? `${p50} / ${p99} ms, drift ${drift} ms` : "see below",
+    target,
+    met: parsed ? p50 <= 1 && p99 <= 5 && drift <= 2 : null,
+  });
+  if (!oneLine) notes.push(`Token timing (bench/latency.ts):\n\n${text}`);
+}
+
+interface IdleFootprint {
+  beforeKiB: number;
+  afterKiB: number;
+  open: number;
+  failed: number;
+  openMs: number;
+}
+
+/** Opens IDLE_STREAMS idle streams against the server `proc` on `port`; reads its RSS. */
+async function idleFootprint(proc: Proc, port: number, files: number): Promise<IdleFootprint> {
+  await sleep(200);
+  const beforeKiB = residentKiB(proc.pid);
+  const client = spawnDeno(["bench/idle_client.ts", String(port), String(IDLE_STREAMS)], {
+    files,
+    stdout: true,
+  });
+  try {
+    const t0 = performance.now();
+    const line = await firstLine(client.child.stdout, 120_000);
+    const [, open, failed] = line.split(" ").map(Number);
+    const openMs = performance.now() - t0;
+    await sleep(500);
+    return { beforeKiB, afterKiB: residentKiB(proc.pid), open, failed, openMs };
+  } finally {
+    await client.stop();
+  }
+}
+
+async function memory(): Promise<void> {
+  const need = IDLE_STREAMS + 1024;
+  const limit = await fileLimit();
+  if (limit < need) {
+    notes.push(`open-file hard limit ${limit} < ${need}: the idle-stream count may fall short`);
+  }
+  const files = Math.min(limit, Math.max(need, 4096));
+  const measure = async (proc: Proc, port: number, health: string) => {
+    try {
+      await waitFor(`http://${HOST}:${port}${health}`);
+      return await idleFootprint(proc, port, files);
+    } finally {
+      await proc.stop();
+    }
+  };
+  const simPort = freePort();
+  const sim = await measure(
+    startSimulator(simPort, [
+      "--time-to-first-token",
+      "10m",
+      "--max-num-seqs",
+      "20000",
+      "--max-waiting-queue-length",
+      "20000",
+    ], files),
+    simPort,
+    "/health",
+  );
+  const basePort = freePort();
+  const base = await measure(
+    spawnDeno(["bench/baseline.ts", String(basePort), "--idle"], { files }),
+    basePort,
+    "/",
+  );
+  const show = (f: IdleFootprint) =>
+    `${fmt(f.afterKiB / 1024)} MiB (${fmt(f.beforeKiB / 1024)} MiB before; ` +
+    `${fmt((f.afterKiB - f.beforeKiB) / Math.max(f.open, 1), 1)} KiB/stream)`;
+  const mib = sim.afterKiB / 1024;
+  rows.push({
+    what: `Resident memory, ${fmt(IDLE_STREAMS)} open idle streams`,
+    sim: show(sim),
+    baseline: show(base),
+    result: `${fmt(mib)} MiB, ${fmt(sim.open)} open, ${sim.failed} failed`,
+    target: "< 1 GiB",
+    met: mib < 1024 && sim.open === IDLE_STREAMS,
+  });
+  notes.push(
+    `idle streams opened in ${fmt(sim.openMs / 1000, 1)} s (simulator), ` +
+      `${fmt(base.openMs / 1000, 1)} s (baseline)`,
+  );
+}
+
+async function firstLine(stream: ReadableStream<Uint8Array>, timeoutMs: number): Promise<string> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const timer = setTimeout(() => reader.cancel(), timeoutMs);
+  try {
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("idle client ended without reporting");
+      text += value;
+    }
+  } finally {
+    clearTimeout(timer);
+    reader.releaseLock();
+  }
+  return text.split("\n")[0];
+}
+
+async function startup(): Promise<void> {
+  // Make sure the dependencies are cached: we measure start-up, not downloads.
+  await output(DENO, ["cache", "--no-lock", new URL("../main.ts", import.meta.url).pathname]);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const port = freePort();
+    const t0 = performance.now();
+    const sim = startSimulator(port);
+    try {
+      await waitFor(`http://${HOST}:${port}/health`, 20_000, 2);
+      times.push(performance.now() - t0);
+    } finally {
+      await sim.stop();
+    }
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)];
+  rows.push({
+    what: "Start-up to the first /health 200 (deps cached)",
+    sim: `${fmt(median)} ms median (${fmt(times[0])}–${fmt(times[times.length - 1])} ms, 5 runs)`,
+    baseline: "—",
+    result: `${fmt(median)} ms`,
+    target: "< 1 s",
+    met: median < 1000,
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Main.
+
+async function machine(): Promise<string> {
+  const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.*)$/m)?.[1];
+  const memKiB = Number(Deno.readTextFileSync("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1]);
+  const cores = (await output("nproc", []))?.trim();
+  return `${cores} cores (nproc), ${cpu ?? "unknown CPU"}, ` +
+    `${fmt(memKiB / 1048576, 1)} GiB RAM, Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`;
+}
+
+const began = performance.now();
+const gen = ONLY.has("throughput") ? (await wrkGenerator()) ?? denoGenerator() : null;
+if (gen) {
+  console.error(`throughput (${gen.name}, ${ROUNDS} rounds, best kept) …`);
+  await throughput(gen);
+}
+if (ONLY.has("timing")) {
+  console.error("token timing …");
+  await timing();
+}
+if (ONLY.has("memory")) {
+  console.error(`memory with ${fmt(IDLE_STREAMS)} idle streams …`);
+  await memory();
+}
+if (ONLY.has("startup")) {
+  console.error("start-up …");
+  await startup();
+}
+
+const mark = (m: boolean | null) => m === null ? "—" : m ? "yes" : "**no**";
+const lines = [
+  `## vllm-sim benchmark, ${new Date().toISOString().slice(0, 10)}`,
+  "",
+  `Machine: ${await machine()}.`,
+  gen ? `Load generator: ${gen.name}, same settings for both sides, best of ${ROUNDS}.` : "",
+  "",
+  "| measurement | simulator | baseline (bare Deno.serve) | result | target | met |",
+  "| --- | --- | --- | --- | --- | --- |",
+  ...rows.map((r) =>
+    `| ${r.what} | ${r.sim} | ${r.baseline} | ${r.result} | ${r.target} | ${mark(r.met)} |`
+  ),
+  "",
+  ...notes.map((n) => `- ${n}`),
+  "",
+  `(bench took ${fmt((performance.now() - began) / 1000)} s)`,
+];
+console.log(lines.join("\n"));
