@@ -5,6 +5,7 @@
  */
 import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "./lib/config.ts";
 import type { LoadedConfig } from "./lib/config.ts";
+import { releaseHeld } from "./lib/failures.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
 import { createRouter } from "./routes/router.ts";
 import { ROUTES } from "./routes/table.ts";
@@ -103,6 +104,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     ranks,
     url: ranks[0].url,
     async shutdown() {
+      for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
       await Promise.all(ranks.map((r) => r.server.shutdown()));
       for (const r of ranks) r.sim.engine.timers.clear();
     },
