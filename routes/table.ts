@@ -1,4 +1,5 @@
 /** The route table: every path the server answers, in one place. */
+import { getAdminConfig, postAdminConfig } from "./admin.ts";
 import { health, ready, version } from "./health.ts";
 import { listModels } from "./models.ts";
 import type { Route } from "./router.ts";
@@ -13,4 +14,6 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/ready", handler: ready },
   { method: "GET", path: "/health/ready", handler: ready },
   { method: "GET", path: "/version", handler: version },
+  { method: "GET", path: "/admin/config", handler: getAdminConfig },
+  { method: "POST", path: "/admin/config", handler: postAdminConfig },
 ];
