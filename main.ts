@@ -42,6 +42,7 @@ function listen(
 ): Promise<RunningRank> {
   const cfg = loaded.config;
   const sim = new Simulator(loaded);
+  sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
   const tls = cfg["ssl-certfile"] && cfg["ssl-keyfile"]
     ? {
       cert: Deno.readTextFileSync(cfg["ssl-certfile"]),

@@ -5,6 +5,7 @@ import { listModels } from "./models.ts";
 import type { Route } from "./router.ts";
 import { chatCompletions } from "./serving_chat.ts";
 import { completions } from "./serving_completion.ts";
+import { isSleeping, sleep, wakeUp } from "./sleep.ts";
 
 export const ROUTES: readonly Route[] = [
   { method: "POST", path: "/v1/chat/completions", handler: chatCompletions },
@@ -16,4 +17,7 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/version", handler: version },
   { method: "GET", path: "/admin/config", handler: getAdminConfig },
   { method: "POST", path: "/admin/config", handler: postAdminConfig },
+  { method: "POST", path: "/sleep", handler: sleep },
+  { method: "POST", path: "/wake_up", handler: wakeUp },
+  { method: "GET", path: "/is_sleeping", handler: isSleeping },
 ];
