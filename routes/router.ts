@@ -45,6 +45,7 @@ export function createRouter(
     const byMethod = table.get(url.pathname);
     const handler = byMethod?.get(req.method);
     try {
+      checkApiKey(req, url, sim.config["api-key"]);
       if (!byMethod) throw new ApiError(404, `Not Found: ${url.pathname}`);
       if (!handler) {
         throw new ApiError(405, `Method Not Allowed: ${req.method} ${url.pathname}`);
@@ -69,4 +70,24 @@ export function createRouter(
     }
     return res;
   };
+}
+
+/**
+ * vLLM's --api-key rule: every path under /v1 (known or not, so 401 comes
+ * before 404) needs `Authorization: Bearer <key>`; other paths (health,
+ * metrics, admin, sleep...) and CORS preflights stay open.
+ */
+function checkApiKey(req: Request, url: URL, key: string): void {
+  if (key === "" || req.method === "OPTIONS" || !url.pathname.startsWith("/v1")) return;
+  const given = req.headers.get("authorization") ?? "";
+  if (!sameText(given, `Bearer ${key}`)) throw new ApiError(401, "Unauthorized");
+}
+
+/** Compares without stopping at the first difference (no timing hint about the key). */
+function sameText(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < y.length; i++) diff |= (x[i] ?? 0) ^ y[i];
+  return diff === 0;
 }
