@@ -5,6 +5,7 @@
  */
 import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "./lib/config.ts";
 import type { LoadedConfig } from "./lib/config.ts";
+import { releaseHeld } from "./lib/failures.ts";
 import { Logger } from "./lib/log.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
 import { createRouter } from "./routes/router.ts";
@@ -42,6 +43,7 @@ function listen(
 ): Promise<RunningRank> {
   const cfg = loaded.config;
   const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined, rank);
+  sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
   const tls = cfg["ssl-certfile"] && cfg["ssl-keyfile"]
     ? {
       cert: Deno.readTextFileSync(cfg["ssl-certfile"]),
@@ -129,6 +131,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     ranks,
     url: ranks[0].url,
     async shutdown() {
+      for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
       await Promise.all([...ranks.map((r) => r.server.shutdown()), metricsServer?.shutdown()]);
       for (const r of ranks) {
         r.sim.engine.timers.clear();

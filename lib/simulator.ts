@@ -12,6 +12,12 @@ import { ModelRegistry } from "./models.ts";
 import { Rng } from "./rng.ts";
 import { regexTokenizer, type Tokenizer } from "./tokenizer.ts";
 
+/** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
+export interface SleepHook {
+  sleep?(): void;
+  wake?(tags: readonly string[]): void;
+}
+
 export class Simulator {
   #cfg: Config;
   readonly engine: Engine;
@@ -26,6 +32,10 @@ export class Simulator {
   /** The port this rank listens on (known once listening; port 0 picks one). */
   port: number;
   sleeping = false;
+  /** Env VLLM_SERVER_DEV_MODE=1 at start-up: with enable-sleep-mode it unlocks /sleep. */
+  devMode = false;
+  /** Run on /sleep and /wake_up (e.g. the KV cache clears and re-enables itself). */
+  readonly sleepHooks: SleepHook[] = [];
 
   constructor(loaded: LoadedConfig, log?: Logger, readonly rank = 0) {
     const cfg = loaded.config;

@@ -77,6 +77,7 @@ export function createRouter(
     let res: Response;
     const handler = byMethod?.get(req.method);
     try {
+      checkApiKey(req, pathname, sim.config["api-key"]);
       if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
       if (!handler) {
         throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
@@ -101,4 +102,24 @@ export function createRouter(
     }
     return res;
   };
+}
+
+/**
+ * vLLM's --api-key rule: every path under /v1 (known or not, so 401 comes
+ * before 404) needs `Authorization: Bearer <key>`; other paths (health,
+ * metrics, admin, sleep...) and CORS preflights stay open.
+ */
+function checkApiKey(req: Request, pathname: string, key: string): void {
+  if (key === "" || req.method === "OPTIONS" || !pathname.startsWith("/v1")) return;
+  const given = req.headers.get("authorization") ?? "";
+  if (!sameText(given, `Bearer ${key}`)) throw new ApiError(401, "Unauthorized");
+}
+
+/** Compares without stopping at the first difference (no timing hint about the key). */
+function sameText(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < y.length; i++) diff |= (x[i] ?? 0) ^ y[i];
+  return diff === 0;
 }

@@ -10,7 +10,14 @@ import {
   usageOf,
 } from "../lib/streaming.ts";
 import { json, readJson, type RequestContext } from "./http.ts";
-import { generationFlags, SSE_HEADERS, usageJson, usageText } from "./serving_common.ts";
+import {
+  generationFlags,
+  injectFailure,
+  rejectEarly,
+  SSE_HEADERS,
+  usageJson,
+  usageText,
+} from "./serving_common.ts";
 
 /** The prompt the tokenizer counts: a minimal chat template. */
 export function renderChat(messages: readonly ChatMessage[]): string {
@@ -28,10 +35,13 @@ function lastUserText(messages: readonly ChatMessage[]): string {
 
 export async function chatCompletions(req: Request, ctx: RequestContext): Promise<Response> {
   const { sim } = ctx;
+  rejectEarly(req, ctx);
   const body = parseChatRequest(
     await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
   );
   const model = sim.models.require(body.model);
+  const held = injectFailure(req, ctx, body.model);
+  if (held) return held;
   const plan = planGeneration(
     sim,
     body,

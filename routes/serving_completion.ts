@@ -11,7 +11,14 @@ import {
   usageOf,
 } from "../lib/streaming.ts";
 import { json, readJson, type RequestContext } from "./http.ts";
-import { generationFlags, SSE_HEADERS, usageJson, usageText } from "./serving_common.ts";
+import {
+  generationFlags,
+  injectFailure,
+  rejectEarly,
+  SSE_HEADERS,
+  usageJson,
+  usageText,
+} from "./serving_common.ts";
 
 function promptInput(sim: Simulator, p: Prompt) {
   if ("ids" in p) return { promptTokens: p.ids.length, echoText: p.ids.join(",") };
@@ -24,10 +31,13 @@ function promptText(p: Prompt): string {
 
 export async function completions(req: Request, ctx: RequestContext): Promise<Response> {
   const { sim } = ctx;
+  rejectEarly(req, ctx);
   const body = parseCompletionRequest(
     await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
   );
   const model = sim.models.require(body.model);
+  const held = injectFailure(req, ctx, body.model);
+  if (held) return held;
   const flags = generationFlags(req);
   // vLLM runs each prompt as its own request; choices are numbered prompt-major.
   const plans = body.prompts.map((p) =>

@@ -1,4 +1,5 @@
 /** The route table: every path the server answers, in one place. */
+import { getAdminConfig, postAdminConfig } from "./admin.ts";
 import { health, ready, version } from "./health.ts";
 import { loadLoraAdapter, unloadLoraAdapter } from "./lora.ts";
 import { fakeMetrics, metrics } from "./metrics.ts";
@@ -6,6 +7,7 @@ import { listModels } from "./models.ts";
 import type { Route } from "./router.ts";
 import { chatCompletions } from "./serving_chat.ts";
 import { completions } from "./serving_completion.ts";
+import { isSleeping, sleep, wakeUp } from "./sleep.ts";
 
 export const ROUTES: readonly Route[] = [
   { method: "POST", path: "/v1/chat/completions", handler: chatCompletions },
@@ -19,6 +21,11 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/version", handler: version },
   { method: "GET", path: "/metrics", handler: metrics },
   { method: "POST", path: "/fake_metrics", handler: fakeMetrics },
+  { method: "GET", path: "/admin/config", handler: getAdminConfig },
+  { method: "POST", path: "/admin/config", handler: postAdminConfig },
+  { method: "POST", path: "/sleep", handler: sleep },
+  { method: "POST", path: "/wake_up", handler: wakeUp },
+  { method: "GET", path: "/is_sleeping", handler: isSleeping },
 ];
 
 /** The --metrics-port listener answers only this. */

@@ -1,0 +1,129 @@
+/**
+ * Failure injection (api.md "Failure injection"): with failure-injection-rate
+ * r, r% of generation requests fail at once with one of the configured
+ * failure-types. Draws come from the simulator's seeded RNG, so `--seed`
+ * replays the same failures for the same request order.
+ *
+ * `timeout` (seed 004) does not answer at all: the request is held open until
+ * the client gives up (its signal aborts, which frees everything at once) or
+ * until TIMEOUT_HOLD_MS passes, when it answers 408 in the error shape.
+ */
+import { ApiError } from "./errors.ts";
+import { FAILURE_TYPES } from "./options.ts";
+import type { Config } from "./config.ts";
+import type { Rng } from "./rng.ts";
+
+export type FailureType = (typeof FAILURE_TYPES)[number];
+
+/**
+ * Types drawn when failure-types is empty: the six that answer. `timeout`
+ * must be listed explicitly, so "all" never parks requests for minutes.
+ */
+export const DEFAULT_FAILURE_TYPES: readonly FailureType[] = FAILURE_TYPES.filter((t) =>
+  t !== "timeout"
+);
+
+/** Server-side bound of a `timeout` failure: the request then answers 408. */
+export const TIMEOUT_HOLD_MS = 5 * 60_000;
+
+/** The error a failure type answers with, for the requested model name. */
+export function failureError(type: Exclude<FailureType, "timeout">, model: string): ApiError {
+  switch (type) {
+    case "rate_limit":
+      return new ApiError(
+        429,
+        `Rate limit reached for ${model} in organization org-xxx on requests per min (RPM): ` +
+          `Limit 3, Used 3, Requested 1.`,
+      );
+    case "invalid_api_key":
+      return new ApiError(401, "Incorrect API key provided.");
+    case "context_length":
+      return new ApiError(
+        400,
+        "This model's maximum context length is 4096 tokens. However, your messages resulted " +
+          "in 4500 tokens.",
+        "messages",
+      );
+    case "server_error":
+      return new ApiError(503, "The server is overloaded or not ready yet.");
+    case "invalid_request":
+      return new ApiError(400, "Invalid request: missing required parameter 'model'.", "model");
+    case "model_not_found":
+      return new ApiError(404, `The model '${model}-nonexistent' does not exist`, "model");
+  }
+}
+
+/**
+ * Decides whether this request fails and how. Consumes no draw at rate 0, so
+ * turning injection off leaves every other seeded stream as it was.
+ */
+export function drawFailure(cfg: Config, rng: Rng): FailureType | null {
+  const rate = cfg["failure-injection-rate"];
+  if (!(rate > 0)) return null;
+  if (rate < 100 && rng.next() * 100 >= rate) return null;
+  const types = cfg["failure-types"].length > 0
+    ? cfg["failure-types"] as FailureType[]
+    : DEFAULT_FAILURE_TYPES;
+  return types.length === 1 ? types[0] : rng.pick(types);
+}
+
+/** Release functions of the requests each owner (a Simulator) holds open. */
+const held = new WeakMap<object, Set<(reason: unknown) => void>>();
+
+/** Requests `owner` currently holds open for a `timeout` failure. */
+export function heldRequests(owner: object): number {
+  return held.get(owner)?.size ?? 0;
+}
+
+/** Owners shutting down: a hold there answers at once. */
+const closing = new WeakSet<object>();
+const shuttingDown = () => new ApiError(503, "The server is shutting down.");
+
+/**
+ * Ends every request `owner` holds, and every later hold at once (shutdown:
+ * draining must not wait for the bound).
+ */
+export function releaseHeld(owner: object): void {
+  closing.add(owner);
+  for (const release of [...(held.get(owner) ?? [])]) release(shuttingDown());
+}
+
+/**
+ * Holds a request open without answering. Rejects with the abort reason as
+ * soon as `signal` aborts (the client left; nothing is kept), with a 408
+ * ApiError after `limitMs`, or with a 503 on releaseHeld (shutdown).
+ *
+ * Deno 2.9's HTTP/1 server aborts req.signal on a client disconnect only for
+ * small requests (seen: under ~400 bytes on the wire); for larger ones the
+ * disconnect goes unnoticed until a response is written, so such a hold ends
+ * at its bound or at shutdown. It costs one timer and one pending promise.
+ */
+export function holdOpen(
+  owner: object,
+  signal: AbortSignal,
+  limitMs: number = TIMEOUT_HOLD_MS,
+): Promise<never> {
+  return new Promise<never>((_resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    if (closing.has(owner)) return reject(shuttingDown());
+    let set = held.get(owner);
+    if (!set) held.set(owner, set = new Set());
+    const release = (reason: unknown) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      set.delete(release);
+      reject(reason);
+    };
+    const onAbort = () => release(signal.reason);
+    const timer = setTimeout(() => {
+      release(
+        new ApiError(
+          408,
+          `Request timed out: simulated timeout failure held for ${limitMs / 1000}s.`,
+        ),
+      );
+    }, limitMs);
+    set.add(release);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
