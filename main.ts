@@ -8,7 +8,8 @@ import type { LoadedConfig } from "./lib/config.ts";
 import { releaseHeld } from "./lib/failures.ts";
 import { Logger } from "./lib/log.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
-import { createRouter } from "./routes/router.ts";
+import { DisconnectWatcher } from "./routes/disconnect.ts";
+import { createRouter, type ServeHandler } from "./routes/router.ts";
 import { METRICS_PORT_ROUTES, ROUTES } from "./routes/table.ts";
 
 export interface RunningRank {
@@ -16,6 +17,8 @@ export interface RunningRank {
   port: number;
   url: string;
   server: Deno.HttpServer<Deno.NetAddr>;
+  /** Watches pending answers' connections (routes/disconnect.ts). */
+  watcher: DisconnectWatcher;
 }
 
 export interface Running {
@@ -52,8 +55,8 @@ function listen(
     : {};
   return new Promise((resolve) => {
     // The router needs the real port (for x-inference-port), known on listen.
-    let handler: (req: Request) => Promise<Response> = () =>
-      Promise.resolve(new Response(null, { status: 503 }));
+    let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
+    let watcher: DisconnectWatcher;
     const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve({
       hostname: cfg.host,
       port,
@@ -64,21 +67,21 @@ function listen(
         handler = createRouter(sim, ROUTES, real, {
           podName: env.POD_NAME,
           podNamespace: env.POD_NAMESPACE,
-        });
+        }, watcher = new DisconnectWatcher(real));
         const host = cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host;
         const scheme = "cert" in tls ? "https" : "http";
         if (!opts.quiet) {
           sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${real}` });
         }
         queueMicrotask(() =>
-          resolve({ sim, port: real, url: `${scheme}://${host}:${real}`, server })
+          resolve({ sim, port: real, url: `${scheme}://${host}:${real}`, server, watcher })
         );
       },
       onError: (e) => {
         sim.log.error("request failed", { error: String(e) });
         return new Response(null, { status: 500 });
       },
-    }, (req) => handler(req));
+    }, (req, info) => handler(req, info));
   });
 }
 
@@ -136,6 +139,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       for (const r of ranks) {
         r.sim.engine.timers.clear();
         r.sim.metrics.close();
+        r.watcher.close();
       }
     },
   };

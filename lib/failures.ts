@@ -93,10 +93,9 @@ export function releaseHeld(owner: object): void {
  * soon as `signal` aborts (the client left; nothing is kept), with a 408
  * ApiError after `limitMs`, or with a 503 on releaseHeld (shutdown).
  *
- * Deno 2.9's HTTP/1 server aborts req.signal on a client disconnect only for
- * small requests (seen: under ~400 bytes on the wire); for larger ones the
- * disconnect goes unnoticed until a response is written, so such a hold ends
- * at its bound or at shutdown. It costs one timer and one pending promise.
+ * The caller's signal must cover every disconnect: Deno 2.9 reports them on
+ * req.signal only for small requests, so routes pass RequestContext's
+ * clientGone() (routes/disconnect.ts fills the gap).
  */
 export function holdOpen(
   owner: object,

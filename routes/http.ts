@@ -12,6 +12,12 @@ export interface RequestContext {
   url: URL;
   /** X-Request-Id or a generated one. */
   requestId: string;
+  /**
+   * A signal that aborts when the client disconnects. Ask for it only when
+   * an answer has to wait: it costs a runtime op and, for requests Deno
+   * cannot watch itself, a TCP-table watch (routes/disconnect.ts).
+   */
+  clientGone(): AbortSignal;
 }
 
 export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;

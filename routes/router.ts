@@ -5,6 +5,7 @@
  */
 import { ApiError } from "../lib/errors.ts";
 import type { Simulator } from "../lib/simulator.ts";
+import type { DisconnectWatcher, Watch } from "./disconnect.ts";
 import { errorResponse, type Handler, type RequestContext } from "./http.ts";
 
 export interface Route {
@@ -34,13 +35,17 @@ export function rawPath(href: string): string {
   return href.slice(start, end);
 }
 
-export type ServeHandler = (req: Request) => Promise<Response>;
+export type ServeHandler = (
+  req: Request,
+  info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Promise<Response>;
 
 export function createRouter(
   sim: Simulator,
   routes: readonly Route[],
   port: number,
   pod: PodInfo,
+  watcher?: DisconnectWatcher,
 ): ServeHandler {
   const table = new Map<string, Map<string, Handler>>();
   for (const r of routes) {
@@ -53,7 +58,7 @@ export function createRouter(
   if (pod.podName) podHeaders.push(["x-inference-port", String(port)]);
   if (pod.podNamespace) podHeaders.push(["x-inference-namespace", pod.podNamespace]);
 
-  return async (req: Request): Promise<Response> => {
+  return async (req, info): Promise<Response> => {
     const href = req.url;
     let url: URL | undefined;
     // The raw path is looked up first; only a miss (or a request that needs
@@ -66,6 +71,7 @@ export function createRouter(
       byMethod = table.get(pathname);
     }
     const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
+    let watch: Watch | undefined;
     const ctx: RequestContext = {
       sim,
       port,
@@ -73,6 +79,11 @@ export function createRouter(
         return url ??= new URL(href);
       },
       requestId,
+      clientGone() {
+        if (!watcher || !info) return req.signal;
+        watch ??= watcher.watch(info.remoteAddr.port);
+        return AbortSignal.any([req.signal, watch.signal]);
+      },
     };
     let res: Response;
     const handler = byMethod?.get(req.method);
@@ -86,13 +97,15 @@ export function createRouter(
     } catch (e) {
       if (e instanceof ApiError) {
         res = errorResponse(e);
-      } else if (req.signal.aborted) {
+      } else if (req.signal.aborted || (e instanceof DOMException && e.name === "AbortError")) {
         // The client went away; nobody will read this answer.
         res = new Response(null, { status: 499 });
       } else {
         sim.log.error("unhandled error", { path: pathname, error: String(e) });
         res = errorResponse(new ApiError(500, "Internal server error"));
       }
+    } finally {
+      watch?.release();
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
     if (sim.config["enable-request-id-headers"]) res.headers.set("x-request-id", requestId);

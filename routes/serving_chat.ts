@@ -40,7 +40,7 @@ export async function chatCompletions(req: Request, ctx: RequestContext): Promis
     await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
   );
   const model = sim.models.require(body.model);
-  const held = injectFailure(req, ctx, body.model);
+  const held = injectFailure(ctx, body.model);
   if (held) return held;
   const plan = planGeneration(
     sim,
@@ -59,7 +59,7 @@ export async function chatCompletions(req: Request, ctx: RequestContext): Promis
     const stream = streamPlans(sim.engine, [plan], fmt, { ...body, signal: () => req.signal });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  await collectPlans(sim.engine, [plan], () => req.signal);
+  await collectPlans(sim.engine, [plan], ctx.clientGone);
   return json(chatResponse(id, created, body.model, plan));
 }
 

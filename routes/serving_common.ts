@@ -61,13 +61,12 @@ export function rejectEarly(req: Request, ctx: RequestContext): void {
  * The decision is synchronous so nothing runs between it and the plan.
  */
 export function injectFailure(
-  req: Request,
   ctx: RequestContext,
   model: string,
 ): Promise<never> | undefined {
   const { sim } = ctx;
   const type = drawFailure(sim.config, sim.rng);
   if (type === null) return undefined;
-  if (type === "timeout") return holdOpen(sim, req.signal);
+  if (type === "timeout") return holdOpen(sim, ctx.clientGone());
   throw failureError(type, model);
 }

@@ -36,7 +36,7 @@ export async function completions(req: Request, ctx: RequestContext): Promise<Re
     await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
   );
   const model = sim.models.require(body.model);
-  const held = injectFailure(req, ctx, body.model);
+  const held = injectFailure(ctx, body.model);
   if (held) return held;
   const flags = generationFlags(req);
   // vLLM runs each prompt as its own request; choices are numbered prompt-major.
@@ -50,7 +50,7 @@ export async function completions(req: Request, ctx: RequestContext): Promise<Re
     const stream = streamPlans(sim.engine, plans, fmt, { ...body, signal: () => req.signal });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  await collectPlans(sim.engine, plans, () => req.signal);
+  await collectPlans(sim.engine, plans, ctx.clientGone);
   return json(completionResponse(id, created, body, plans));
 }
 
