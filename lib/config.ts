@@ -491,6 +491,7 @@ export function loadConfig(
     }
     cfg[o.name] = coerce(o, r.value, r.from);
     if (o.ignored) warnings.push(`--${o.name} is accepted for compatibility and has no effect`);
+    if (o.planned) warnings.push(`--${o.name}: this feature is not implemented yet; no effect`);
   }
   const config = cfg as Config;
   if (config["served-model-name"].length === 0 && config.model) {
@@ -589,6 +590,7 @@ function describe(o: NamedOption): OptionDoc {
   else if (o.max !== undefined) notes.push(`≤ ${o.max}`);
   if (o.adminUpdatable) notes.push("updatable at run time");
   if (o.ignored) notes.push("accepted, no effect");
+  if (o.planned) notes.push("not implemented yet");
   if (isAlias(o)) {
     notes.push(o.deprecatedFor ? `deprecated: use --${o.target}` : `same as --${o.target}`);
   }

@@ -133,6 +133,8 @@ interface Meta {
   adminUpdatable?: boolean;
   /** Accepted for compatibility, logged with a warning, no effect. */
   ignored?: boolean;
+  /** Part of the interface, but its feature is not built yet: accepted, warned about. */
+  planned?: boolean;
   /** Shown in --help instead of the literal default (computed defaults). */
   defaultText?: string;
 }
@@ -192,11 +194,15 @@ const alias = (
 function section<T extends Record<string, object>>(
   group: Group,
   entries: T,
+  extra: Partial<Meta> = {},
 ): { [K in keyof T]: T[K] & { group: Group } } {
   const out: Record<string, object> = {};
-  for (const [k, v] of Object.entries(entries)) out[k] = { ...v, group };
+  for (const [k, v] of Object.entries(entries)) out[k] = { ...v, ...extra, group };
   return out as { [K in keyof T]: T[K] & { group: Group } };
 }
+
+/** Marks an option whose feature is not built yet (see Meta.planned). */
+const later = <T extends object>(spec: T): T & { planned: true } => ({ ...spec, planned: true });
 
 export const OPTIONS = {
   ...section("General", {
@@ -214,7 +220,7 @@ export const OPTIONS = {
       help: "waiting requests beyond running ones; full queue → 429",
       min: 0,
     }),
-    "max-num-batched-tokens": optInt({ help: "token budget per engine step", min: 1 }),
+    "max-num-batched-tokens": later(optInt({ help: "token budget per engine step", min: 1 })),
     mode: enumOf(["echo", "random"] as const, "random", "response content source"),
     seed: int(0, { help: "random seed for content, lengths and jitter", defaultText: "now (ns)" }),
     "max-request-body-size-mb": int(4, { help: "larger bodies get 413", min: 1, max: 512 }),
@@ -228,16 +234,20 @@ export const OPTIONS = {
     "api-key": str("", "when set, /v1/* needs Authorization: Bearer <key>"),
     "data-parallel-size": int(1, { help: "data-parallel ranks; rank i on port+i", min: 1, max: 8 }),
     "data-parallel-rank": optInt({ help: "run one rank of a multi-process DP deployment", min: 0 }),
-    omni: bool(false, { help: "emit a synthetic image in chat responses", negatable: true }),
-    "image-emission-rate": int(0, {
+    omni: later(bool(false, { help: "emit a synthetic image in chat responses", negatable: true })),
+    "image-emission-rate": later(int(0, {
       help: "chance (0-100) per chat request of an image in omni mode",
       min: 0,
       max: 100,
       adminUpdatable: true,
-    }),
-    "mm-encoder-only": bool(false, { help: "encoder-only multimodal mode", negatable: true }),
+    })),
+    "mm-encoder-only": later(
+      bool(false, { help: "encoder-only multimodal mode", negatable: true }),
+    ),
     "metrics-port": optInt({ help: "extra listener serving only /metrics", min: 1, max: 65535 }),
-    "grpc-port": optInt({ help: "gRPC (vllm.grpc.engine.VllmEngine) port", min: 1, max: 65535 }),
+    "grpc-port": later(
+      optInt({ help: "gRPC (vllm.grpc.engine.VllmEngine) port", min: 1, max: 65535 }),
+    ),
   }),
   ...section("Latency", {
     "latency-calculator": enumOf(["", "constant", "per-token"] as const, "", {
@@ -260,8 +270,8 @@ export const OPTIONS = {
       min: 1,
       adminUpdatable: true,
     }),
-    "time-to-generate-image": lat("image generation time (omni mode)"),
-    "time-to-generate-image-std-dev": lat("std-dev of time-to-generate-image (≤ 30%)"),
+    "time-to-generate-image": later(lat("image generation time (omni mode)")),
+    "time-to-generate-image-std-dev": later(lat("std-dev of time-to-generate-image (≤ 30%)")),
   }),
   ...section("LoRA", {
     "lora-modules": {
@@ -299,7 +309,7 @@ export const OPTIONS = {
       max: 100,
     }),
     "skip-tool-validation": bool(false, "accept tool schemas outside the supported subset"),
-  }),
+  }, { planned: true }),
   ...section("KV cache", {
     "enable-kvcache": bool(false, "simulate the prefix cache and publish KV events"),
     "kv-cache-size": int(1024, { help: "KV cache size in blocks", min: 1 }),
@@ -313,7 +323,7 @@ export const OPTIONS = {
     "kv-events-replay-queue-size": int(1024, { help: "batches kept for replay", min: 1 }),
     "global-cache-hit-threshold": float(0, { help: "cache hit threshold", min: 0, max: 1 }),
     "tokenizers-cache-dir": str("", "where tokenizers are cached"),
-  }),
+  }, { planned: true }),
   ...section("Failure injection", {
     "failure-injection-rate": float(0, {
       help: "percent (0-100) of requests that fail",
@@ -340,12 +350,12 @@ export const OPTIONS = {
     "dataset-url": str("", "downloaded to dataset-path when that file does not exist"),
     "dataset-in-memory": bool(false, "load the whole dataset into memory"),
     "dataset-table-name": str("llmd", "dataset table to read"),
-  }),
+  }, { planned: true }),
   ...section("Tokenizer", {
-    tokenizer: str("", {
+    tokenizer: later(str("", {
       help: "directory or file holding tokenizer.json",
       defaultText: "model",
-    }),
+    })),
     "force-dummy-tokenizer": bool(false, "always use the built-in regex tokenizer"),
     "render-url": str("localhost:8082", { help: "external tokenizer service", ignored: true }),
     "render-timeout": dur(30_000, { help: "external tokenizer timeout", ignored: true }),
@@ -353,11 +363,11 @@ export const OPTIONS = {
   }),
   ...section("Embeddings", {
     "default-embedding-dimensions": int(384, { help: "embedding vector size", min: 1 }),
-  }),
+  }, { planned: true }),
   ...section("TLS", {
     "ssl-certfile": str("", "PEM certificate (with ssl-keyfile) to serve HTTPS"),
     "ssl-keyfile": str("", "PEM private key (with ssl-certfile)"),
-    "self-signed-certs": bool(false, "serve HTTPS with a generated self-signed certificate"),
+    "self-signed-certs": later(bool(false, "serve HTTPS with a generated self-signed certificate")),
   }),
   ...section("Logging", {
     "log-level": enumOf(["debug", "info", "warn", "error"] as const, "info", "log level"),

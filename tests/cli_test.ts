@@ -63,3 +63,11 @@ Deno.test("manifests/config.yaml is a valid configuration", () => {
   assert.equal(c.model, "Qwen/Qwen2.5-1.5B-Instruct");
   assert.equal(c["time-to-first-token"], 200);
 });
+
+Deno.test("options whose feature is not built yet are accepted with a warning", () => {
+  const { warnings } = loadConfig(["--model", "m", "--enable-kvcache", "--grpc-port", "9000"], {});
+  assert.ok(warnings.some((w) => w.startsWith("--enable-kvcache") && /not implemented/.test(w)));
+  assert.ok(warnings.some((w) => w.startsWith("--grpc-port") && /not implemented/.test(w)));
+  const quiet = loadConfig(["--model", "m", "--max-num-seqs", "3"], {}).warnings;
+  assert.deepEqual(quiet, []);
+});
