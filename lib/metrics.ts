@@ -197,6 +197,47 @@ class LiveHistogram {
   }
 }
 
+/** A duration in ms as seconds, clamped at 0. */
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
+
+/**
+ * A counter for the real registry, optionally split by one label. As with
+ * LiveHistogram, prom-client's Counter hashes its labels on every inc()
+ * (and `labels(x)` binds a new function); this one adds to a number. The
+ * exposition is the same: label sets appear in the order they were first
+ * incremented.
+ */
+class LiveCounter {
+  readonly type = "counter";
+  readonly aggregator = "sum";
+  readonly #values = new Map<string, number>();
+
+  /** `label`: the one label's name, or null for a plain counter (starts at 0). */
+  constructor(readonly name: string, readonly help: string, readonly label: string | null = null) {
+    if (label === null) this.#values.set("", 0);
+  }
+
+  /** Adds `n` (≥ 0); `labelValue` only for a labelled counter. */
+  inc(n: number, labelValue = ""): void {
+    this.#values.set(labelValue, (this.#values.get(labelValue) ?? 0) + n);
+  }
+
+  get() {
+    const label = this.label;
+    const values = [];
+    for (const [v, value] of this.#values) {
+      values.push({ value, labels: label === null ? {} : { [label]: v } });
+    }
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    });
+  }
+}
+
 /** Inter-token gaps (seconds) of one running job, observed when it finishes. */
 interface JobGaps {
   gaps: number[];
@@ -316,11 +357,11 @@ export class Metrics {
   readonly #host: MetricsHost;
   readonly #real: Registry;
   readonly #hist: Record<HistName, LiveHistogram>;
-  readonly #promptTokens: Counter;
-  readonly #generationTokens: Counter;
-  readonly #prefixHits: Counter;
-  readonly #prefixQueries: Counter;
-  readonly #success: Counter<"finish_reason">;
+  readonly #promptTokens: LiveCounter;
+  readonly #generationTokens: LiveCounter;
+  readonly #prefixHits: LiveCounter;
+  readonly #prefixQueries: LiveCounter;
+  readonly #success: LiveCounter;
   readonly #lora: Gauge<(typeof LORA_LABELS)[number]>;
   #loraKey = "";
   #kvUsage = 0;
@@ -391,18 +432,18 @@ export class Metrics {
     });
     this.#cacheConfig(reg, cfg);
 
-    const counter = (name: string, help: string) => new Counter({ name, help, registers: [reg] });
+    const counter = (name: string, help: string, label: string | null = null) => {
+      const c = new LiveCounter(name, help, label);
+      // The Registry only reads name/help/type/get(), which LiveCounter provides.
+      reg.registerMetric(c as unknown as Metric);
+      return c;
+    };
     this.#prefixHits = counter("vllm:prefix_cache_hits_total", HELP.prefixHits);
     this.#prefixQueries = counter("vllm:prefix_cache_queries_total", HELP.prefixQueries);
     this.#promptTokens = counter("vllm:prompt_tokens_total", HELP.promptTokens);
     this.#generationTokens = counter("vllm:generation_tokens_total", HELP.generationTokens);
-    this.#success = new Counter({
-      name: "vllm:request_success_total",
-      help: HELP.success,
-      labelNames: ["finish_reason"],
-      registers: [reg],
-    });
-    for (const r of INITIAL_REASONS) this.#success.labels(r).inc(0);
+    this.#success = counter("vllm:request_success_total", HELP.success, "finish_reason");
+    for (const r of INITIAL_REASONS) this.#success.inc(0, r);
 
     const hist = {} as Record<HistName, LiveHistogram>;
     for (const [name, help, kind] of HISTOGRAMS) {
@@ -502,9 +543,9 @@ export class Metrics {
     const emitted = job.emittedTokens;
     this.#generationTokens.inc(emitted);
     const reason = spec.finishReasons[0];
-    if (reason !== undefined) this.#success.labels(reason).inc();
+    if (reason !== undefined) this.#success.inc(1, reason);
 
-    const s = (ms: number) => Math.max(0, ms) / 1000;
+    const s = seconds;
     h["vllm:time_to_first_token_seconds"].observe(s(p.firstToken - p.arrival));
     h["vllm:e2e_request_latency_seconds"].observe(s(p.end - p.arrival));
     h["vllm:request_queue_time_seconds"].observe(s(p.start - p.arrival));
