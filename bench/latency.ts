@@ -225,8 +225,24 @@ async function runClients(url: string, streams: number): Promise<ClientResult> {
 
 const fmt = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "n/a";
 
+/** One concurrency level's figures (ms). */
+export interface LatencyRow {
+  streams: number;
+  completed: number;
+  tokenErr: Stats;
+  drift: Stats;
+  meanSigned: number;
+  /** Emission time vs the token's absolute deadline, on the server. */
+  serverErr: Stats;
+}
+
 /** Runs the benchmark and returns a markdown table of the results. */
 export async function latencyBench(): Promise<string> {
+  return (await latencyRun()).markdown;
+}
+
+/** Runs the benchmark: the markdown table and the figures behind it. */
+export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow[] }> {
   const running = await startServers([
     "--model",
     "bench-model",
@@ -250,11 +266,13 @@ export async function latencyBench(): Promise<string> {
     },
   });
   const rows: string[] = [];
+  const figures: LatencyRow[] = [];
   try {
     for (const n of CONCURRENCY) {
       serverErrs = [];
       const r = await runClients(running.url, n);
       const s = stats(serverErrs);
+      figures.push({ ...r, serverErr: s });
       rows.push(
         `| ${n} | ${r.completed}/${r.streams} | ${fmt(r.tokenErr.p50)} | ${
           fmt(r.tokenErr.p99)
@@ -266,7 +284,7 @@ export async function latencyBench(): Promise<string> {
   } finally {
     await running.shutdown();
   }
-  return [
+  const markdown = [
     `### Latency accuracy (TTFT ${TTFT} ms, ITL ${ITL} ms, ${TOKENS} tokens, streaming completions)`,
     "",
     "Load generator: separate Deno subprocesses (two from 100 streams up), raw keep-alive " +
@@ -281,6 +299,7 @@ export async function latencyBench(): Promise<string> {
     ...rows,
     "",
   ].join("\n");
+  return { markdown, rows: figures };
 }
 
 if (import.meta.main) {

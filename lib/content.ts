@@ -5,7 +5,12 @@
 
 import type { Rng } from "./rng.ts";
 import type { Tokenizer } from "./tokenizer.ts";
-import { SENTENCE_TOKENS, SENTENCE_TOKENS_SPACED } from "./sentences.ts";
+import {
+  SENTENCE_TEXT,
+  SENTENCE_TEXT_SPACED,
+  SENTENCE_TOKENS,
+  SENTENCE_TOKENS_SPACED,
+} from "./sentences.ts";
 
 export type LengthFinishReason = "stop" | "length";
 
@@ -104,23 +109,45 @@ export interface TextSource {
   tokens(rng: Rng, n: number): string[];
 }
 
+/** An answer's tokens and the text they make up. */
+export interface TokenText {
+  tokens: string[];
+  /** `tokens.join("")`, built without joining them one by one. */
+  text: string;
+}
+
 /**
  * Token strings of built-in sentences picked at random and joined with a
  * space between sentences, cut to exactly `n` tokens. Uses the pre-tokenized
  * sentences; nothing is re-tokenized.
  */
 export function randomTokens(rng: Rng, n: number): string[] {
-  if (!(n > 0)) return [];
+  return randomText(rng, n).tokens;
+}
+
+/**
+ * randomTokens with the text of the tokens alongside (the same draws): whole
+ * sentences contribute their pre-joined text, so a non-streaming answer
+ * does not need to join a hundred tokens.
+ */
+export function randomText(rng: Rng, n: number): TokenText {
+  if (!(n > 0)) return { tokens: [], text: "" };
   // Sized once: growing the array token by token cost more than the picks.
   const out = new Array<string>(n);
+  let text = "";
   let filled = 0;
   let table = SENTENCE_TOKENS;
+  let texts = SENTENCE_TEXT;
   while (true) {
-    const toks = rng.pick(table);
+    const i = rng.pickIndex(table.length);
+    const toks = table[i];
     const take = Math.min(toks.length, n - filled);
-    for (let i = 0; i < take; i++) out[filled++] = toks[i];
-    if (filled >= n) return out;
+    for (let j = 0; j < take; j++) out[filled++] = toks[j];
+    if (take === toks.length) text += texts[i];
+    else for (let j = 0; j < take; j++) text += toks[j];
+    if (filled >= n) return { tokens: out, text };
     table = SENTENCE_TOKENS_SPACED;
+    texts = SENTENCE_TEXT_SPACED;
   }
 }
 

@@ -59,22 +59,22 @@ let nextJobId = 1;
 export class Job {
   readonly id = nextJobId++;
   state: JobState = "waiting";
-  readonly phases: Phases = {
-    arrival: performance.now(),
-    start: NaN,
-    firstToken: NaN,
-    lastToken: NaN,
-    end: NaN,
-  };
-  /** Wall-clock arrival (ms since epoch), for `created` fields. */
-  readonly arrivalWall = Date.now();
+  readonly phases: Phases;
   readonly steps: number;
   /** Next step to emit and its absolute deadline. */
   step = 0;
   nextAt = 0;
   timer: TimerHandle | null = null;
-  constructor(readonly spec: JobSpec, readonly sink: JobSink) {
-    this.steps = spec.lengths.reduce((a, b) => Math.max(a, b), 0);
+  /** `arrival`: performance.now() when the request reached the engine. */
+  constructor(readonly spec: JobSpec, readonly sink: JobSink, arrival = performance.now()) {
+    this.phases = { arrival, start: NaN, firstToken: NaN, lastToken: NaN, end: NaN };
+    let steps = 0;
+    for (const len of spec.lengths) if (len > steps) steps = len;
+    this.steps = steps;
+  }
+  /** Wall-clock arrival (ms since epoch). */
+  get arrivalWall(): number {
+    return performance.timeOrigin + this.phases.arrival;
   }
   /** Tokens emitted so far over all choices. */
   get emittedTokens(): number {
@@ -88,8 +88,18 @@ export class Job {
 export interface EngineObserver {
   queued?(job: Job): void;
   started?(job: Job): void;
-  /** Called before phases.lastToken is updated, so it still holds the previous token's time. */
+  /**
+   * Step k was emitted at `now`. Called before phases.lastToken is updated,
+   * so it still holds the previous token's time.
+   */
   token?(job: Job, k: number, now: number): void;
+  /**
+   * The batched form of `token`: steps from..to-1 were emitted together at
+   * `now` (one call per burst; a zero-latency answer is a single burst).
+   * Called before any of them updates phases.lastToken. If the job is
+   * cancelled part-way through the burst, `cancelled` follows.
+   */
+  tokens?(job: Job, from: number, to: number, now: number): void;
   finished?(job: Job): void;
   cancelled?(job: Job, wasRunning: boolean): void;
 }
@@ -125,13 +135,15 @@ export class Engine {
 
   /** Admits or queues a request; a full queue answers 429 at once. */
   submit(spec: JobSpec, sink: JobSink): Job {
-    const job = new Job(spec, sink);
+    const now = performance.now();
+    const job = new Job(spec, sink, now);
     // Jobs already waiting go first (FIFO): if the limits were raised since
     // they queued, start them before this one can take a slot.
     if (this.waiting.length > 0) this.#admit();
     const cfg = this.config();
     if (this.running.size < cfg["max-num-seqs"] && this.#loraFits(job, cfg)) {
-      this.#start(job);
+      // Started at once: the arrival reading serves as the start time too.
+      this.#start(job, this.waiting.length > 0 ? performance.now() : now);
       return job;
     }
     if (this.waiting.length >= cfg["max-waiting-queue-length"]) {
@@ -185,15 +197,14 @@ export class Engine {
     return this.runningLoras.size < cfg["max-loras"];
   }
 
-  #start(job: Job): void {
+  #start(job: Job, now = performance.now()): void {
     job.state = "running";
     this.running.add(job);
     const lora = job.spec.lora;
     if (lora !== null) this.runningLoras.set(lora, (this.runningLoras.get(lora) ?? 0) + 1);
-    const now = performance.now();
     job.phases.start = now;
     for (const o of this.observers) o.started?.(job);
-    if (job.steps === 0) return this.#finish(job);
+    if (job.steps === 0) return this.#finish(job, now);
     const spec = job.spec;
     job.nextAt = now +
       prefillMs(spec.cfg, spec.rng, {
@@ -202,14 +213,22 @@ export class Engine {
         remotePrefill: spec.remotePrefill,
         running: this.running.size,
       });
-    this.#advance(job);
+    this.#advance(job, now);
   }
 
-  /** Emits every step that is due, then sleeps until the next deadline. */
-  #advance = (job: Job): void => {
+  /**
+   * Emits every step that is due, then sleeps until the next deadline.
+   * `now` is a clock reading the caller just took, if it has one.
+   */
+  #advance = (job: Job, now = performance.now()): void => {
     job.timer = null;
     const spec = job.spec;
-    let now = performance.now();
+    // Zero inter-token latency (no jitter) puts every later step on the same
+    // deadline as this one: the rest of the answer is one burst, with no
+    // interval to draw (interTokenMs would return 0 without drawing).
+    const noGaps = spec.cfg["inter-token-latency"] === 0 &&
+      spec.cfg["inter-token-latency-std-dev"] === 0;
+    const observers = this.observers;
     while (job.state === "running") {
       // Read the clock again only when the last reading says "not yet": a
       // burst of due tokens (zero latency, or catching up) costs one read.
@@ -218,25 +237,33 @@ export class Engine {
         job.timer = this.timers.at(job.nextAt, () => this.#advance(job));
         return;
       }
-      const k = job.step++;
-      for (const o of this.observers) o.token?.(job, k, now);
-      if (k === 0) job.phases.firstToken = now;
-      job.phases.lastToken = now;
-      job.sink.onStep(job, k);
-      if (job.step >= job.steps) return this.#finish(job);
+      const from = job.step;
+      const to = noGaps ? job.steps : from + 1;
+      for (let i = 0; i < observers.length; i++) observers[i].tokens?.(job, from, to, now);
+      for (let k = from; k < to; k++) {
+        job.step = k + 1;
+        for (let i = 0; i < observers.length; i++) observers[i].token?.(job, k, now);
+        if (k === 0) job.phases.firstToken = now;
+        job.phases.lastToken = now;
+        job.sink.onStep(job, k);
+        // A sink may cancel the job (its reader went away).
+        if (job.state !== "running") return;
+      }
+      if (job.step >= job.steps) return this.#finish(job, now);
       // Absolute schedule: the next deadline follows the previous deadline,
       // not the moment we woke up, so timer lateness never accumulates.
       job.nextAt += interTokenMs(spec.cfg, spec.rng, this.running.size);
     }
   };
 
-  #finish(job: Job): void {
+  /** `now`: when the last step was emitted (the engine's latest clock reading). */
+  #finish(job: Job, now = performance.now()): void {
     if (job.state !== "running") return;
     this.#release(job);
     job.state = "done";
-    job.phases.end = performance.now();
-    if (Number.isNaN(job.phases.firstToken)) job.phases.firstToken = job.phases.end;
-    if (Number.isNaN(job.phases.lastToken)) job.phases.lastToken = job.phases.end;
+    job.phases.end = now;
+    if (Number.isNaN(job.phases.firstToken)) job.phases.firstToken = now;
+    if (Number.isNaN(job.phases.lastToken)) job.phases.lastToken = now;
     job.sink.onDone(job);
     for (const o of this.observers) o.finished?.(job);
     this.#admit();

@@ -3,7 +3,7 @@
  * prompt's token count, each choice's output tokens and finish reason, and
  * the context-window check. Shared by every generation endpoint.
  */
-import { echoTokens, randomTokens, responseLength } from "./content.ts";
+import { echoTokens, randomText, responseLength } from "./content.ts";
 import type { FinishReason, JobSpec } from "./engine.ts";
 import { contextLengthError } from "./errors.ts";
 import type { ResolvedModel } from "./models.ts";
@@ -12,6 +12,8 @@ import type { Simulator } from "./simulator.ts";
 
 export interface PlannedChoice {
   tokens: string[];
+  /** The tokens joined: the choice's whole text. */
+  text: string;
   finishReason: FinishReason;
 }
 
@@ -54,12 +56,13 @@ export function planGeneration(
   const choices: PlannedChoice[] = [];
   for (let i = 0; i < params.n; i++) {
     if (flags.forceCacheThreshold) {
-      choices.push({ tokens: [], finishReason: "cache_threshold" });
+      choices.push({ tokens: [], text: "", finishReason: "cache_threshold" });
     } else if (remoteDecode) {
       // Prefill side of P/D: one token, then the decode side takes over.
-      choices.push({ tokens: randomTokens(rng, 1), finishReason: "remote_decode" });
+      choices.push({ ...randomText(rng, 1), finishReason: "remote_decode" });
     } else if (cfg.mode === "echo") {
-      choices.push({ tokens: echoTokens(sim.tokenizer, prompt.echoText), finishReason: "stop" });
+      const tokens = echoTokens(sim.tokenizer, prompt.echoText);
+      choices.push({ tokens, text: tokens.join(""), finishReason: "stop" });
     } else {
       const len = responseLength(rng, {
         maxTokens: params.maxTokens,
@@ -67,7 +70,8 @@ export function planGeneration(
         promptTokens: n,
         maxModelLen,
       });
-      choices.push({ tokens: randomTokens(rng, len.length), finishReason: len.finishReason });
+      const answer = randomText(rng, len.length);
+      choices.push({ tokens: answer.tokens, text: answer.text, finishReason: len.finishReason });
     }
   }
   const spec: JobSpec = {

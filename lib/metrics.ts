@@ -14,7 +14,7 @@
  * fake-metrics object changes, and function values (`ramp:0:10:5s`, ...) are
  * re-evaluated on a timer every fake-metrics-refresh-interval.
  */
-import { Counter, Gauge, Histogram, type Metric, Registry } from "prom-client";
+import { Counter, Gauge, type Metric, Registry } from "prom-client";
 import type { Config, FakeMetricsSpec } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 import type { Engine, EngineObserver, Job } from "./engine.ts";
@@ -134,6 +134,117 @@ class CountsHistogram {
   }
 }
 
+/**
+ * A histogram without labels, for the real registry. prom-client's Histogram
+ * keys its buckets by the bound's string form, so every observe() formats a
+ * float (several hundred ns, ~100 per answer with inter-token latency); this
+ * one counts into an array. Its exposition is the same: the Registry reads
+ * name, help, type and get().
+ */
+class LiveHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  readonly #counts: Float64Array;
+  #count = 0;
+  #sum = 0;
+
+  constructor(readonly name: string, readonly help: string, readonly bounds: readonly number[]) {
+    this.#counts = new Float64Array(bounds.length);
+  }
+
+  /** Records `value` (non-finite values are ignored). */
+  observe(value: number): void {
+    if (!Number.isFinite(value)) return;
+    const bounds = this.bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]) {
+        this.#counts[i]++;
+        break;
+      }
+    }
+    this.#count++;
+    this.#sum += value;
+  }
+
+  /** Records `n` observations of 0 (the sum is unchanged). */
+  observeZeros(n: number): void {
+    if (n <= 0) return;
+    const i = this.bounds.findIndex((b) => b >= 0);
+    if (i >= 0) this.#counts[i] += n;
+    this.#count += n;
+  }
+
+  get() {
+    const name = this.name;
+    const bucket = `${name}_bucket`;
+    let acc = 0;
+    return Promise.resolve({
+      name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: [
+        ...this.bounds.map((le, i) => ({
+          labels: { le },
+          value: acc += this.#counts[i],
+          metricName: bucket,
+        })),
+        { labels: { le: "+Inf" }, value: this.#count, metricName: bucket },
+        { labels: {}, value: this.#sum, metricName: `${name}_sum` },
+        { labels: {}, value: this.#count, metricName: `${name}_count` },
+      ],
+    });
+  }
+}
+
+/** A duration in ms as seconds, clamped at 0. */
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
+
+/**
+ * A counter for the real registry, optionally split by one label. As with
+ * LiveHistogram, prom-client's Counter hashes its labels on every inc()
+ * (and `labels(x)` binds a new function); this one adds to a number. The
+ * exposition is the same: label sets appear in the order they were first
+ * incremented.
+ */
+class LiveCounter {
+  readonly type = "counter";
+  readonly aggregator = "sum";
+  readonly #values = new Map<string, number>();
+
+  /** `label`: the one label's name, or null for a plain counter (starts at 0). */
+  constructor(readonly name: string, readonly help: string, readonly label: string | null = null) {
+    if (label === null) this.#values.set("", 0);
+  }
+
+  /** Adds `n` (≥ 0); `labelValue` only for a labelled counter. */
+  inc(n: number, labelValue = ""): void {
+    this.#values.set(labelValue, (this.#values.get(labelValue) ?? 0) + n);
+  }
+
+  get() {
+    const label = this.label;
+    const values = [];
+    for (const [v, value] of this.#values) {
+      values.push({ value, labels: label === null ? {} : { [label]: v } });
+    }
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    });
+  }
+}
+
+/** Inter-token gaps (seconds) of one running job, observed when it finishes. */
+interface JobGaps {
+  gaps: number[];
+  /** Gaps of exactly 0 (tokens emitted in the same burst), counted, not stored. */
+  zeros: number;
+}
+
 // ---------- metric families ----------
 
 const HELP = {
@@ -245,17 +356,17 @@ type FakeGaugeField = (typeof FAKE_GAUGE_FIELDS)[number];
 export class Metrics {
   readonly #host: MetricsHost;
   readonly #real: Registry;
-  readonly #hist: Record<HistName, Histogram>;
-  readonly #promptTokens: Counter;
-  readonly #generationTokens: Counter;
-  readonly #prefixHits: Counter;
-  readonly #prefixQueries: Counter;
-  readonly #success: Counter<"finish_reason">;
+  readonly #hist: Record<HistName, LiveHistogram>;
+  readonly #promptTokens: LiveCounter;
+  readonly #generationTokens: LiveCounter;
+  readonly #prefixHits: LiveCounter;
+  readonly #prefixQueries: LiveCounter;
+  readonly #success: LiveCounter;
   readonly #lora: Gauge<(typeof LORA_LABELS)[number]>;
   #loraKey = "";
   #kvUsage = 0;
-  /** Inter-token gaps (seconds) of running jobs, observed when a job finishes. */
-  readonly #gaps = new Map<Job, number[]>();
+  /** Inter-token gaps of running jobs, observed when a job finishes. */
+  readonly #gaps = new Map<Job, JobGaps>();
   readonly #observer: EngineObserver;
 
   /** The fake registry and the config object it was built from. */
@@ -321,22 +432,24 @@ export class Metrics {
     });
     this.#cacheConfig(reg, cfg);
 
-    const counter = (name: string, help: string) => new Counter({ name, help, registers: [reg] });
+    const counter = (name: string, help: string, label: string | null = null) => {
+      const c = new LiveCounter(name, help, label);
+      // The Registry only reads name/help/type/get(), which LiveCounter provides.
+      reg.registerMetric(c as unknown as Metric);
+      return c;
+    };
     this.#prefixHits = counter("vllm:prefix_cache_hits_total", HELP.prefixHits);
     this.#prefixQueries = counter("vllm:prefix_cache_queries_total", HELP.prefixQueries);
     this.#promptTokens = counter("vllm:prompt_tokens_total", HELP.promptTokens);
     this.#generationTokens = counter("vllm:generation_tokens_total", HELP.generationTokens);
-    this.#success = new Counter({
-      name: "vllm:request_success_total",
-      help: HELP.success,
-      labelNames: ["finish_reason"],
-      registers: [reg],
-    });
-    for (const r of INITIAL_REASONS) this.#success.labels(r).inc(0);
+    this.#success = counter("vllm:request_success_total", HELP.success, "finish_reason");
+    for (const r of INITIAL_REASONS) this.#success.inc(0, r);
 
-    const hist = {} as Record<HistName, Histogram>;
+    const hist = {} as Record<HistName, LiveHistogram>;
     for (const [name, help, kind] of HISTOGRAMS) {
-      hist[name] = new Histogram({ name, help, buckets: this.#buckets(kind), registers: [reg] });
+      hist[name] = new LiveHistogram(name, help, this.#buckets(kind));
+      // The Registry only reads name/help/type/get(), which LiveHistogram provides.
+      reg.registerMetric(hist[name] as unknown as Metric);
     }
     this.#hist = hist;
     this.#updateLora(true);
@@ -350,16 +463,17 @@ export class Metrics {
         this.#prefixQueries.inc(job.spec.promptTokens);
         if (job.spec.lora !== null) this.#updateLora();
       },
-      token: (job, k, now) => {
-        if (k === 0) {
+      tokens: (job, from, to, now) => {
+        let g = this.#gaps.get(job);
+        if (!g) this.#gaps.set(job, g = { gaps: [], zeros: 0 });
+        if (from === 0) {
           this.#promptTokens.inc(job.spec.promptTokens); // prefill is done
-          return;
+        } else {
+          // phases.lastToken still holds the previous step's time here.
+          g.gaps.push((now - job.phases.lastToken) / 1000);
         }
-        // phases.lastToken still holds the previous step's time here.
-        const gap = (now - job.phases.lastToken) / 1000;
-        const buf = this.#gaps.get(job);
-        if (buf) buf.push(gap);
-        else this.#gaps.set(job, [gap]);
+        // The other steps of the burst follow their predecessor with no gap.
+        g.zeros += to - from - 1;
       },
       finished: (job) => this.#finished(job),
       cancelled: (job) => {
@@ -429,9 +543,9 @@ export class Metrics {
     const emitted = job.emittedTokens;
     this.#generationTokens.inc(emitted);
     const reason = spec.finishReasons[0];
-    if (reason !== undefined) this.#success.labels(reason).inc();
+    if (reason !== undefined) this.#success.inc(1, reason);
 
-    const s = (ms: number) => Math.max(0, ms) / 1000;
+    const s = seconds;
     h["vllm:time_to_first_token_seconds"].observe(s(p.firstToken - p.arrival));
     h["vllm:e2e_request_latency_seconds"].observe(s(p.end - p.arrival));
     h["vllm:request_queue_time_seconds"].observe(s(p.start - p.arrival));
@@ -445,7 +559,8 @@ export class Metrics {
     }
     if (gaps) {
       const itl = h["vllm:inter_token_latency_seconds"];
-      for (const g of gaps) itl.observe(g);
+      for (const g of gaps.gaps) itl.observe(g);
+      itl.observeZeros(gaps.zeros);
     }
     h["vllm:request_prompt_tokens"].observe(spec.promptTokens);
     h["vllm:request_generation_tokens"].observe(emitted);

@@ -109,8 +109,13 @@ export class Rng {
 
   /** Uniformly picks one element. Throws on an empty array. */
   pick<T>(arr: readonly T[]): T {
-    if (arr.length === 0) throw new RangeError("Rng.pick: empty array");
-    return arr[Math.floor(this.next() * arr.length)];
+    return arr[this.pickIndex(arr.length)];
+  }
+
+  /** The index `pick` would choose in an array of `length` (same draw). */
+  pickIndex(length: number): number {
+    if (length === 0) throw new RangeError("Rng.pick: empty array");
+    return Math.floor(this.next() * length);
   }
 
   /**

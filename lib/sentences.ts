@@ -117,3 +117,13 @@ export const SENTENCE_TOKENS: readonly (readonly string[])[] = tokenizeAll("");
  * tokenized with the separating space attached to its first token.
  */
 export const SENTENCE_TOKENS_SPACED: readonly (readonly string[])[] = tokenizeAll(" ");
+
+/** Each sentence's tokens joined: the text SENTENCE_TOKENS[i] stands for. */
+export const SENTENCE_TEXT: readonly string[] = Object.freeze(
+  SENTENCE_TOKENS.map((t) => t.join("")),
+);
+
+/** Each sentence's spaced tokens joined (a space, then the sentence). */
+export const SENTENCE_TEXT_SPACED: readonly string[] = Object.freeze(
+  SENTENCE_TOKENS_SPACED.map((t) => t.join("")),
+);

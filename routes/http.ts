@@ -25,7 +25,12 @@ export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<
 const JSON_HEADERS = { "content-type": "application/json" };
 
 export function json(body: unknown, status = 200): Response {
-  return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
+  return jsonText(JSON.stringify(body), status);
+}
+
+/** A response whose body is already JSON text. */
+export function jsonText(body: string, status = 200): Response {
+  return new Response(body, { status, headers: JSON_HEADERS });
 }
 
 export function errorResponse(e: ApiError): Response {

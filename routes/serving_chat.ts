@@ -9,13 +9,12 @@ import {
   streamPlans,
   usageOf,
 } from "../lib/streaming.ts";
-import { json, readJson, type RequestContext } from "./http.ts";
+import { jsonText, readJson, type RequestContext } from "./http.ts";
 import {
   generationFlags,
   injectFailure,
   rejectEarly,
   SSE_HEADERS,
-  usageJson,
   usageText,
 } from "./serving_common.ts";
 
@@ -60,26 +59,28 @@ export async function chatCompletions(req: Request, ctx: RequestContext): Promis
     return new Response(stream, { headers: SSE_HEADERS });
   }
   await collectPlans(sim.engine, [plan], ctx.clientGone);
-  return json(chatResponse(id, created, body.model, plan));
+  return jsonText(chatResponseJson(id, created, body.model, plan));
 }
 
-function chatResponse(id: string, created: number, model: string, plan: GenerationPlan) {
-  return {
-    id,
-    object: "chat.completion",
-    created,
-    model,
-    choices: plan.choices.map((c, index) => ({
-      index,
-      message: { role: "assistant", content: c.tokens.join(""), tool_calls: [] },
-      logprobs: null,
-      finish_reason: c.finishReason,
-      stop_reason: null,
-    })),
-    usage: usageJson(usageOf([plan])),
-    prompt_logprobs: null,
-    kv_transfer_params: plan.kvTransferOut,
-  };
+/**
+ * The chat.completion body, written directly as JSON text: the same bytes
+ * JSON.stringify gives for the object (same keys, same order), without
+ * building the object first.
+ */
+function chatResponseJson(id: string, created: number, model: string, plan: GenerationPlan) {
+  let choices = "";
+  for (let i = 0; i < plan.choices.length; i++) {
+    const c = plan.choices[i];
+    choices += `${i === 0 ? "" : ","}{"index":${i},"message":{"role":"assistant","content":${
+      JSON.stringify(c.text)
+    },"tool_calls":[]},"logprobs":null,"finish_reason":${
+      JSON.stringify(c.finishReason)
+    },"stop_reason":null}`;
+  }
+  return `{"id":${JSON.stringify(id)},"object":"chat.completion","created":${created},` +
+    `"model":${JSON.stringify(model)},"choices":[${choices}],"usage":${
+      usageText(usageOf([plan]))
+    },"prompt_logprobs":null,"kv_transfer_params":${JSON.stringify(plan.kvTransferOut)}}`;
 }
 
 /** Chat chunks, built from a fixed prefix so each token costs one string concat. */

@@ -68,7 +68,7 @@ function completionResponse(
     choices: plans.flatMap((plan, p) =>
       plan.choices.map((c, j) => ({
         index: p * body.n + j,
-        text: (body.echo ? promptText(body.prompts[p]) : "") + c.tokens.join(""),
+        text: (body.echo ? promptText(body.prompts[p]) : "") + c.text,
         logprobs: null,
         finish_reason: c.finishReason,
         stop_reason: null,
