@@ -37,8 +37,12 @@ export interface JobSpec {
 }
 
 export interface JobSink {
-  /** Step k is due: emit token k of every choice longer than k. */
-  onStep(job: Job, k: number): void;
+  /**
+   * Step k is due: emit token k of every choice longer than k. Optional: a
+   * non-streaming answer only needs onDone, and a burst of steps is then
+   * passed over in one go.
+   */
+  onStep?(job: Job, k: number): void;
   /** Every step was emitted (also called at once for a zero-step job). */
   onDone(job: Job): void;
 }
@@ -229,6 +233,7 @@ export class Engine {
     const noGaps = spec.cfg["inter-token-latency"] === 0 &&
       spec.cfg["inter-token-latency-std-dev"] === 0;
     const observers = this.observers;
+    const perStep = job.sink.onStep !== undefined || observers.some((o) => o.token);
     while (job.state === "running") {
       // Read the clock again only when the last reading says "not yet": a
       // burst of due tokens (zero latency, or catching up) costs one read.
@@ -240,14 +245,20 @@ export class Engine {
       const from = job.step;
       const to = noGaps ? job.steps : from + 1;
       for (let i = 0; i < observers.length; i++) observers[i].tokens?.(job, from, to, now);
-      for (let k = from; k < to; k++) {
-        job.step = k + 1;
-        for (let i = 0; i < observers.length; i++) observers[i].token?.(job, k, now);
-        if (k === 0) job.phases.firstToken = now;
+      if (!perStep) {
+        job.step = to;
+        if (from === 0) job.phases.firstToken = now;
         job.phases.lastToken = now;
-        job.sink.onStep(job, k);
-        // A sink may cancel the job (its reader went away).
-        if (job.state !== "running") return;
+      } else {
+        for (let k = from; k < to; k++) {
+          job.step = k + 1;
+          for (let i = 0; i < observers.length; i++) observers[i].token?.(job, k, now);
+          if (k === 0) job.phases.firstToken = now;
+          job.phases.lastToken = now;
+          job.sink.onStep?.(job, k);
+          // A sink may cancel the job (its reader went away).
+          if (job.state !== "running") return;
+        }
       }
       if (job.step >= job.steps) return this.#finish(job, now);
       // Absolute schedule: the next deadline follows the previous deadline,

@@ -188,22 +188,29 @@ export function streamPlans(
   return body;
 }
 
-/** Resolves when the last token would have been sent; rejects if aborted. */
+/**
+ * Runs the plans to the end for a non-streaming answer. Returns null when
+ * they finished while being submitted (zero latency: no promise, nothing to
+ * wait for), else a promise that resolves when the last token would have
+ * been sent and rejects if the client goes away first.
+ */
 export function collectPlans(
   engine: Engine,
   plans: readonly GenerationPlan[],
   signal?: SignalSource,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let pending = plans.length;
-    const sink: JobSink = {
-      onStep() {},
-      onDone() {
-        if (--pending === 0) resolve();
-      },
-    };
-    const jobs = submitAll(engine, plans, plans.map(() => sink));
-    if (pending === 0) return;
+): Promise<void> | null {
+  let pending = plans.length;
+  let resolve: (() => void) | undefined;
+  const sink: JobSink = {
+    onDone() {
+      if (--pending === 0) resolve?.();
+    },
+  };
+  const sinks = new Array<JobSink>(plans.length).fill(sink);
+  const jobs = submitAll(engine, plans, sinks);
+  if (pending === 0) return null;
+  return new Promise((res, reject) => {
+    resolve = res;
     const s = signal?.();
     const abort = () => {
       for (const j of jobs) engine.cancel(j);

@@ -70,21 +70,7 @@ export function createRouter(
       pathname = url.pathname;
       byMethod = table.get(pathname);
     }
-    const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
-    let watch: Watch | undefined;
-    const ctx: RequestContext = {
-      sim,
-      port,
-      get url() {
-        return url ??= new URL(href);
-      },
-      requestId,
-      clientGone() {
-        if (!watcher || !info) return req.signal;
-        watch ??= watcher.watch(info.remoteAddr.port);
-        return AbortSignal.any([req.signal, watch.signal]);
-      },
-    };
+    const ctx = new Context(sim, port, req, href, url, watcher, info);
     let res: Response;
     const handler = byMethod?.get(req.method);
     try {
@@ -105,16 +91,50 @@ export function createRouter(
         res = errorResponse(new ApiError(500, "Internal server error"));
       }
     } finally {
-      watch?.release();
+      ctx.release();
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
-    if (sim.config["enable-request-id-headers"]) res.headers.set("x-request-id", requestId);
+    if (sim.config["enable-request-id-headers"]) res.headers.set("x-request-id", ctx.requestId);
     if (byMethod && !handler) res.headers.set("allow", [...byMethod.keys()].join(", "));
     if (sim.config["log-http"]) {
       sim.log.info("http", { method: req.method, path: pathname, status: res.status });
     }
     return res;
   };
+}
+
+/** One request's context; a class so that a request allocates no closures. */
+class Context implements RequestContext {
+  #watch: Watch | undefined;
+  #requestId: string | undefined;
+  constructor(
+    readonly sim: Simulator,
+    readonly port: number,
+    private readonly req: Request,
+    private readonly href: string,
+    private parsed: URL | undefined,
+    private readonly watcher: DisconnectWatcher | undefined,
+    private readonly info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+  ) {}
+
+  get url(): URL {
+    return this.parsed ??= new URL(this.href);
+  }
+
+  /** X-Request-Id or a generated one (read once, on first use). */
+  get requestId(): string {
+    return this.#requestId ??= this.req.headers.get("x-request-id") ?? crypto.randomUUID();
+  }
+
+  clientGone = (): AbortSignal => {
+    if (!this.watcher || !this.info) return this.req.signal;
+    this.#watch ??= this.watcher.watch(this.info.remoteAddr.port);
+    return AbortSignal.any([this.req.signal, this.#watch.signal]);
+  };
+
+  release(): void {
+    this.#watch?.release();
+  }
 }
 
 /**

@@ -58,7 +58,8 @@ export async function chatCompletions(req: Request, ctx: RequestContext): Promis
     const stream = streamPlans(sim.engine, [plan], fmt, { ...body, signal: () => req.signal });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  await collectPlans(sim.engine, [plan], ctx.clientGone);
+  const running = collectPlans(sim.engine, [plan], ctx.clientGone);
+  if (running) await running;
   return jsonText(chatResponseJson(id, created, body.model, plan));
 }
 

@@ -50,7 +50,8 @@ export async function completions(req: Request, ctx: RequestContext): Promise<Re
     const stream = streamPlans(sim.engine, plans, fmt, { ...body, signal: () => req.signal });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  await collectPlans(sim.engine, plans, ctx.clientGone);
+  const running = collectPlans(sim.engine, plans, ctx.clientGone);
+  if (running) await running;
   return json(completionResponse(id, created, body, plans));
 }
 
