@@ -1,22 +1,10 @@
 /** POST /v1/chat/completions: OpenAI chat completions, streaming or not. */
 import type { FinishReason } from "../lib/engine.ts";
 import { type GenerationPlan, planGeneration } from "../lib/generation.ts";
-import { type ChatMessage, parseChatRequest } from "../lib/protocol.ts";
-import {
-  type ChunkFormat,
-  collectPlans,
-  SSE_DONE,
-  streamPlans,
-  usageOf,
-} from "../lib/streaming.ts";
-import { jsonText, readJson, type RequestContext } from "./http.ts";
-import {
-  generationFlags,
-  injectFailure,
-  rejectEarly,
-  SSE_HEADERS,
-  usageText,
-} from "./serving_common.ts";
+import { type ChatMessage, type ChatRequest, parseChatRequest } from "../lib/protocol.ts";
+import { type ChunkFormat, SSE_DONE, usageOf } from "../lib/streaming.ts";
+import type { RequestContext } from "./http.ts";
+import { type GenerationEndpoint, serveGeneration, usageText } from "./serving_common.ts";
 
 /** The prompt the tokenizer counts: a minimal chat template. */
 export function renderChat(messages: readonly ChatMessage[]): string {
@@ -32,35 +20,28 @@ function lastUserText(messages: readonly ChatMessage[]): string {
   return "";
 }
 
-export async function chatCompletions(req: Request, ctx: RequestContext): Promise<Response> {
-  const { sim } = ctx;
-  rejectEarly(req, ctx);
-  const body = parseChatRequest(
-    await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
-  );
-  const model = sim.models.require(body.model);
-  const held = injectFailure(ctx, body.model);
-  if (held) return held;
-  const plan = planGeneration(
-    sim,
-    body,
-    {
-      promptTokens: sim.tokenizer.count(renderChat(body.messages)),
-      echoText: lastUserText(body.messages),
-    },
-    model,
-    generationFlags(req),
-  );
-  const id = `chatcmpl-${ctx.requestId}`;
-  const created = Math.floor(Date.now() / 1000);
-  if (body.stream) {
-    const fmt = chatChunks(id, created, body.model, body.includeUsage || body.continuousUsage);
-    const stream = streamPlans(sim.engine, [plan], fmt, { ...body, signal: () => req.signal });
-    return new Response(stream, { headers: SSE_HEADERS });
-  }
-  const running = collectPlans(sim.engine, [plan], ctx.clientGone);
-  if (running) await running;
-  return jsonText(chatResponseJson(id, created, body.model, plan));
+const CHAT: GenerationEndpoint<ChatRequest> = {
+  idPrefix: "chatcmpl",
+  parse: parseChatRequest,
+  plan: (sim, body, model, flags) => [
+    planGeneration(
+      sim,
+      body,
+      {
+        promptTokens: sim.tokenizer.count(renderChat(body.messages)),
+        echoText: lastUserText(body.messages),
+      },
+      model,
+      flags,
+    ),
+  ],
+  chunks: (id, created, body) =>
+    chatChunks(id, created, body.model, body.includeUsage || body.continuousUsage),
+  respond: (id, created, body, plans) => chatResponseJson(id, created, body.model, plans[0]),
+};
+
+export function chatCompletions(req: Request, ctx: RequestContext): Promise<Response> {
+  return serveGeneration(req, ctx, CHAT);
 }
 
 /**

@@ -1,9 +1,61 @@
-/** Pieces the generation endpoints share. */
+/**
+ * What the generation endpoints share: one request pipeline (serveGeneration)
+ * that each endpoint family parameterises with its parser, planner, chunk
+ * format and response body, plus the special headers and failure injection.
+ */
 import { ApiError } from "../lib/errors.ts";
 import { drawFailure, failureError, holdOpen } from "../lib/failures.ts";
-import type { GenerationFlags } from "../lib/generation.ts";
-import type { UsageCounts } from "../lib/streaming.ts";
-import type { RequestContext } from "./http.ts";
+import type { GenerationFlags, GenerationPlan } from "../lib/generation.ts";
+import type { ResolvedModel } from "../lib/models.ts";
+import type { GenerationParams } from "../lib/protocol.ts";
+import type { Simulator } from "../lib/simulator.ts";
+import { type ChunkFormat, collectPlans, streamPlans, type UsageCounts } from "../lib/streaming.ts";
+import { jsonText, readJson, type RequestContext } from "./http.ts";
+
+/** One endpoint family (chat, completions, ...) as the pipeline sees it. */
+export interface GenerationEndpoint<B extends GenerationParams> {
+  /** Response id prefix: "chatcmpl", "cmpl". */
+  idPrefix: string;
+  /** Validates the JSON body (ApiError 400 on bad input). */
+  parse(body: unknown): B;
+  /** One plan per engine request (vLLM runs each prompt as its own request). */
+  plan(sim: Simulator, body: B, model: ResolvedModel, flags: GenerationFlags): GenerationPlan[];
+  /** The SSE frames of a streamed answer. */
+  chunks(id: string, created: number, body: B): ChunkFormat;
+  /** The JSON text of a complete answer. */
+  respond(id: string, created: number, body: B, plans: GenerationPlan[]): string;
+}
+
+/**
+ * The life of a generation request over HTTP: early checks, body, model,
+ * failure injection, plan, then either an SSE stream (headers at once) or a
+ * JSON answer when the last token would have been sent.
+ */
+export async function serveGeneration<B extends GenerationParams>(
+  req: Request,
+  ctx: RequestContext,
+  ep: GenerationEndpoint<B>,
+): Promise<Response> {
+  const { sim } = ctx;
+  rejectEarly(req, ctx);
+  const body = ep.parse(await readJson(req, sim.config["max-request-body-size-mb"] * 1048576));
+  const model = sim.models.require(body.model);
+  const held = injectFailure(ctx, body.model);
+  if (held) return held;
+  const plans = ep.plan(sim, body, model, generationFlags(req));
+  const id = `${ep.idPrefix}-${ctx.requestId}`;
+  const created = Math.floor(Date.now() / 1000);
+  if (body.stream) {
+    const stream = streamPlans(sim.engine, plans, ep.chunks(id, created, body), {
+      ...body,
+      signal: () => req.signal, // a streamed body is cancelled on disconnect anyway
+    });
+    return new Response(stream, { headers: SSE_HEADERS });
+  }
+  const running = collectPlans(sim.engine, plans, ctx.clientGone);
+  if (running) await running;
+  return jsonText(ep.respond(id, created, body, plans));
+}
 
 export const SSE_HEADERS = {
   "content-type": "text/event-stream; charset=utf-8",

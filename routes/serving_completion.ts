@@ -3,19 +3,11 @@ import type { FinishReason } from "../lib/engine.ts";
 import { type GenerationPlan, planGeneration } from "../lib/generation.ts";
 import { type CompletionRequest, parseCompletionRequest, type Prompt } from "../lib/protocol.ts";
 import type { Simulator } from "../lib/simulator.ts";
+import { type ChunkFormat, SSE_DONE, usageOf } from "../lib/streaming.ts";
+import type { RequestContext } from "./http.ts";
 import {
-  type ChunkFormat,
-  collectPlans,
-  SSE_DONE,
-  streamPlans,
-  usageOf,
-} from "../lib/streaming.ts";
-import { json, readJson, type RequestContext } from "./http.ts";
-import {
-  generationFlags,
-  injectFailure,
-  rejectEarly,
-  SSE_HEADERS,
+  type GenerationEndpoint,
+  serveGeneration,
   usageJson,
   usageText,
 } from "./serving_common.ts";
@@ -29,30 +21,20 @@ function promptText(p: Prompt): string {
   return "ids" in p ? p.ids.join(",") : p.text;
 }
 
-export async function completions(req: Request, ctx: RequestContext): Promise<Response> {
-  const { sim } = ctx;
-  rejectEarly(req, ctx);
-  const body = parseCompletionRequest(
-    await readJson(req, sim.config["max-request-body-size-mb"] * 1048576),
-  );
-  const model = sim.models.require(body.model);
-  const held = injectFailure(ctx, body.model);
-  if (held) return held;
-  const flags = generationFlags(req);
+const COMPLETIONS: GenerationEndpoint<CompletionRequest> = {
+  idPrefix: "cmpl",
+  parse: parseCompletionRequest,
   // vLLM runs each prompt as its own request; choices are numbered prompt-major.
-  const plans = body.prompts.map((p) =>
-    planGeneration(sim, body, promptInput(sim, p), model, flags)
-  );
-  const id = `cmpl-${ctx.requestId}`;
-  const created = Math.floor(Date.now() / 1000);
-  if (body.stream) {
-    const fmt = completionChunks(id, created, body, body.includeUsage || body.continuousUsage);
-    const stream = streamPlans(sim.engine, plans, fmt, { ...body, signal: () => req.signal });
-    return new Response(stream, { headers: SSE_HEADERS });
-  }
-  const running = collectPlans(sim.engine, plans, ctx.clientGone);
-  if (running) await running;
-  return json(completionResponse(id, created, body, plans));
+  plan: (sim, body, model, flags) =>
+    body.prompts.map((p) => planGeneration(sim, body, promptInput(sim, p), model, flags)),
+  chunks: (id, created, body) =>
+    completionChunks(id, created, body, body.includeUsage || body.continuousUsage),
+  respond: (id, created, body, plans) =>
+    JSON.stringify(completionResponse(id, created, body, plans)),
+};
+
+export function completions(req: Request, ctx: RequestContext): Promise<Response> {
+  return serveGeneration(req, ctx, COMPLETIONS);
 }
 
 function completionResponse(
