@@ -8,7 +8,11 @@
  * With `--idle`, streaming answers send their headers and then nothing,
  * never ending: the yardstick for the idle-stream memory measurement.
  *
- *   deno run -A bench/baseline.ts <port> [--idle]
+ * With `--paced`, streaming answers send `max_tokens` frames the way a paced
+ * server must (first at arrival + 100 ms, then every 20 ms, each on its own
+ * absolute-deadline timer): the yardstick for token timing.
+ *
+ *   deno run -A bench/baseline.ts <port> [--idle | --paced]
  */
 
 const TOKENS = 100;
@@ -67,6 +71,35 @@ const SSE_HEADERS = {
 
 const port = Number(Deno.args[0] ?? "8001");
 const idle = Deno.args.includes("--idle");
+const paced = Deno.args.includes("--paced");
+const PACED_TTFT = 100;
+const PACED_ITL = 20;
+
+/** A paced SSE answer of `n` frames, each sent at its absolute deadline. */
+function pacedStream(n: number): ReadableStream<Uint8Array> {
+  const t0 = performance.now();
+  const frame = FRAMES[1];
+  let k = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      const tick = () => {
+        c.enqueue(frame);
+        if (++k === n) {
+          c.enqueue(FRAMES[FRAMES.length - 1]);
+          c.close();
+          return;
+        }
+        const due = t0 + PACED_TTFT + k * PACED_ITL;
+        timer = setTimeout(tick, Math.max(0, due - performance.now()));
+      };
+      timer = setTimeout(tick, PACED_TTFT);
+    },
+    cancel() {
+      clearTimeout(timer);
+    },
+  });
+}
 
 Deno.serve({
   hostname: "127.0.0.1",
@@ -74,8 +107,9 @@ Deno.serve({
   onListen: () => console.log(`baseline listening on 127.0.0.1:${port}`),
 }, async (req) => {
   if (req.method === "GET") return new Response("ok");
-  const body = await req.json() as { stream?: boolean };
+  const body = await req.json() as { stream?: boolean; max_tokens?: number };
   if (body.stream !== true) return new Response(COMPLETION, { headers: JSON_HEADERS });
+  if (paced) return new Response(pacedStream(body.max_tokens ?? TOKENS), { headers: SSE_HEADERS });
   const stream = new ReadableStream<Uint8Array>({
     start(c) {
       if (idle) return;

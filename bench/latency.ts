@@ -236,6 +236,35 @@ export interface LatencyRow {
   serverErr: Stats;
 }
 
+/** Runs the clients against bench/baseline.ts --paced (a subprocess). */
+async function pacedBaseline(streams: number): Promise<ClientResult> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./baseline.ts", import.meta.url).pathname,
+      String(port),
+      "--paced",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    // Wait for its "listening" line.
+    const reader = child.stdout.getReader();
+    await reader.read();
+    reader.releaseLock();
+    child.stdout.cancel();
+    return await runClients(`http://127.0.0.1:${port}/v1/completions`, streams);
+  } finally {
+    child.kill();
+    await child.status;
+  }
+}
+
 /** Runs the benchmark and returns a markdown table of the results. */
 export async function latencyBench(): Promise<string> {
   return (await latencyRun()).markdown;
@@ -284,6 +313,15 @@ export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow
   } finally {
     await running.shutdown();
   }
+  // The yardstick: a bare Deno.serve pacing the same streams (one timer per
+  // stream, nothing else), measured by the same clients at the largest level.
+  const top = Math.max(...CONCURRENCY);
+  const bare = await pacedBaseline(top);
+  rows.push(
+    `| ${top}, bare Deno.serve | ${bare.completed}/${bare.streams} | ${fmt(bare.tokenErr.p50)} | ` +
+      `${fmt(bare.tokenErr.p99)} | ${fmt(bare.drift.p50)} | ${fmt(bare.drift.p99)} | ` +
+      `${fmt(bare.drift.max)} | ${fmt(bare.meanSigned)} | — | — |`,
+  );
   const markdown = [
     `### Latency accuracy (TTFT ${TTFT} ms, ITL ${ITL} ms, ${TOKENS} tokens, streaming completions)`,
     "",
@@ -291,7 +329,9 @@ export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow
     "HTTP/1.1 connections opened " +
     `before the run; stream starts spread over max(${ITL} ms, N × ${RAMP_MS_PER_STREAM} ms). Errors are |arrival − schedule| in ms ` +
     "on the client's clock, schedule = send time + TTFT + k·ITL. Targets at 1000 streams: " +
-    "token p50 ≤ 1, p99 ≤ 5, last-token drift ≤ 2.",
+    "token p50 ≤ 1, p99 ≤ 5, last-token drift ≤ 2. The last row is the yardstick: a bare " +
+    "Deno.serve (bench/baseline.ts --paced) sending the same frames on one absolute-deadline " +
+    "timer per stream, measured by the same clients.",
     "",
     "| streams | completed | token err p50 | token err p99 | drift p50 | drift p99 | drift max " +
     "| mean signed err | server err p50 | server err p99 |",
