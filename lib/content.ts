@@ -111,9 +111,12 @@ export interface TextSource {
 
 /** An answer's tokens and the text they make up. */
 export interface TokenText {
+  /** The token strings; empty when they were not asked for. */
   tokens: string[];
-  /** `tokens.join("")`, built without joining them one by one. */
+  /** The tokens joined, built without joining them one by one. */
   text: string;
+  /** Number of tokens. */
+  length: number;
 }
 
 /**
@@ -130,10 +133,11 @@ export function randomTokens(rng: Rng, n: number): string[] {
  * sentences contribute their pre-joined text, so a non-streaming answer
  * does not need to join a hundred tokens.
  */
-export function randomText(rng: Rng, n: number): TokenText {
-  if (!(n > 0)) return { tokens: [], text: "" };
+export function randomText(rng: Rng, n: number, withTokens = true): TokenText {
+  if (!(n > 0)) return { tokens: [], text: "", length: 0 };
   // Sized once: growing the array token by token cost more than the picks.
-  const out = new Array<string>(n);
+  // A complete (non-streamed) answer needs only the text and the count.
+  const out = withTokens ? new Array<string>(n) : [];
   let text = "";
   let filled = 0;
   let table = SENTENCE_TOKENS;
@@ -142,10 +146,11 @@ export function randomText(rng: Rng, n: number): TokenText {
     const i = rng.pickIndex(table.length);
     const toks = table[i];
     const take = Math.min(toks.length, n - filled);
-    for (let j = 0; j < take; j++) out[filled++] = toks[j];
+    if (withTokens) { for (let j = 0; j < take; j++) out[filled + j] = toks[j]; }
+    filled += take;
     if (take === toks.length) text += texts[i];
     else for (let j = 0; j < take; j++) text += toks[j];
-    if (filled >= n) return { tokens: out, text };
+    if (filled >= n) return { tokens: out, text, length: n };
     table = SENTENCE_TOKENS_SPACED;
     texts = SENTENCE_TEXT_SPACED;
   }

@@ -11,9 +11,15 @@ import type { GenerationParams, KvTransferParams } from "./protocol.ts";
 import type { Simulator } from "./simulator.ts";
 
 export interface PlannedChoice {
+  /**
+   * The token strings, one per step, filled only when the answer is streamed
+   * (a complete answer needs just `text` and `length`).
+   */
   tokens: string[];
   /** The tokens joined: the choice's whole text. */
   text: string;
+  /** Output tokens. */
+  length: number;
   finishReason: FinishReason;
 }
 
@@ -56,13 +62,19 @@ export function planGeneration(
   const choices: PlannedChoice[] = [];
   for (let i = 0; i < params.n; i++) {
     if (flags.forceCacheThreshold) {
-      choices.push({ tokens: [], text: "", finishReason: "cache_threshold" });
+      choices.push({ tokens: [], text: "", length: 0, finishReason: "cache_threshold" });
     } else if (remoteDecode) {
       // Prefill side of P/D: one token, then the decode side takes over.
-      choices.push({ ...randomText(rng, 1), finishReason: "remote_decode" });
+      const t = randomText(rng, 1, params.stream);
+      choices.push({
+        tokens: t.tokens,
+        text: t.text,
+        length: t.length,
+        finishReason: "remote_decode",
+      });
     } else if (cfg.mode === "echo") {
       const tokens = echoTokens(sim.tokenizer, prompt.echoText);
-      choices.push({ tokens, text: tokens.join(""), finishReason: "stop" });
+      choices.push({ tokens, text: tokens.join(""), length: tokens.length, finishReason: "stop" });
     } else {
       const len = responseLength(rng, {
         maxTokens: params.maxTokens,
@@ -70,15 +82,17 @@ export function planGeneration(
         promptTokens: n,
         maxModelLen,
       });
-      const answer = randomText(rng, len.length);
-      choices.push({ tokens: answer.tokens, text: answer.text, finishReason: len.finishReason });
+      choices.push({
+        ...randomText(rng, len.length, params.stream),
+        finishReason: len.finishReason,
+      });
     }
   }
   const spec: JobSpec = {
     lora: model.lora,
     promptTokens: n,
     cachedTokens: 0,
-    lengths: choices.map((c) => c.tokens.length),
+    lengths: choices.map((c) => c.length),
     finishReasons: choices.map((c) => c.finishReason),
     remotePrefill: params.kvTransfer?.do_remote_prefill === true,
     maxTokensParam: params.maxTokens ?? null,

@@ -39,7 +39,7 @@ export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
   for (const p of plans) {
     prompt += p.promptTokens;
     cached += p.cachedTokens;
-    for (const c of p.choices) completion += c.tokens.length;
+    for (const c of p.choices) completion += c.length;
   }
   return { prompt, completion, cached };
 }
@@ -162,7 +162,7 @@ export function streamPlans(
     onDone() {
       let out = "";
       plan.choices.forEach((c, j) => {
-        if (c.tokens.length === 0) out += fmt.empty(p * n + j, c.finishReason);
+        if (c.length === 0) out += fmt.empty(p * n + j, c.finishReason);
       });
       if (--pending === 0) {
         if (opts.includeUsage) out += fmt.usage(total);

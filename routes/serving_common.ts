@@ -71,8 +71,10 @@ export function usageJson(u: UsageCounts) {
   };
 }
 
+/** usageJson's JSON text, written directly (same bytes as JSON.stringify). */
 export function usageText(u: UsageCounts): string {
-  return JSON.stringify(usageJson(u));
+  return `{"prompt_tokens":${u.prompt},"total_tokens":${u.prompt + u.completion},` +
+    `"completion_tokens":${u.completion},"prompt_tokens_details":{"cached_tokens":${u.cached}}}`;
 }
 
 /** Special request headers that steer generation (api.md). */

@@ -5,6 +5,7 @@ import { SENTENCE_TOKENS, SENTENCE_TOKENS_SPACED, SENTENCES } from "../lib/sente
 import {
   builtinTextSource,
   echoTokens,
+  randomText,
   randomTokens,
   responseLength,
   type ResponseLengthOptions,
@@ -331,4 +332,16 @@ Deno.test("echoTokens: tokens of the text", () => {
     assert.equal(echoTokens(regexTokenizer, s).join(""), s);
   }
   assert.deepEqual(echoTokens(regexTokenizer, "Hi there."), ["Hi", " there", "."]);
+});
+
+Deno.test("randomText without tokens: same draws, same text and length", () => {
+  for (const n of [1, 7, 40, 1000]) {
+    const a = randomText(new Rng(99), n);
+    const b = randomText(new Rng(99), n, false);
+    assert.equal(b.text, a.text);
+    assert.equal(b.length, n);
+    assert.equal(a.tokens.length, n);
+    assert.equal(a.tokens.join(""), a.text);
+    assert.deepEqual(b.tokens, []);
+  }
 });
