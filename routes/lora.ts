@@ -26,7 +26,9 @@ export async function loadLoraAdapter(req: Request, ctx: RequestContext): Promis
 export async function unloadLoraAdapter(req: Request, ctx: RequestContext): Promise<Response> {
   const body = requireObject(await readJson(req, bodyLimit(ctx)));
   const name = optString(body, "lora_name");
-  if (!name) throw badRequest("'lora_name' must be provided.", "lora_name");
+  if (!name) {
+    throw badRequest("either 'lora_name' and 'lora_int_id' needs to be provided.", "lora_name");
+  }
   ctx.sim.models.unloadLora(name);
   ctx.sim.log.info("LoRA adapter unloaded", { name });
   return text(`Success: LoRA adapter '${name}' removed successfully.`);

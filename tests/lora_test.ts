@@ -100,6 +100,10 @@ Deno.test("load/unload: success text, servable at once, error cases", async () =
   assert.equal(JSON.parse(r.text).error.type, "NotFoundError");
   r = await post("/v1/unload_lora_adapter", {});
   assert.equal(r.status, 400);
+  assert.equal(
+    JSON.parse(r.text).error.message,
+    "either 'lora_name' and 'lora_int_id' needs to be provided.", // vLLM's words
+  );
   await assert.rejects(
     () => s.client.completions.create({ model: "new", prompt: "x" }),
     OpenAI.NotFoundError,
