@@ -37,22 +37,34 @@ export interface StartOptions {
   quiet?: boolean;
 }
 
+/** A listener that could not start (port taken, bad certificate, ...). */
+export class StartupError extends Error {}
+
+type Tls = { cert: string; key: string } | Record<string, never>;
+
+function tlsOptions(cfg: LoadedConfig["config"]): Tls {
+  if (!cfg["ssl-certfile"] || !cfg["ssl-keyfile"]) return {};
+  try {
+    return {
+      cert: Deno.readTextFileSync(cfg["ssl-certfile"]),
+      key: Deno.readTextFileSync(cfg["ssl-keyfile"]),
+    };
+  } catch (e) {
+    throw new StartupError(`cannot read --ssl-certfile/--ssl-keyfile: ${(e as Error).message}`);
+  }
+}
+
 function listen(
   loaded: LoadedConfig,
   rank: number,
   port: number,
+  tls: Tls,
   env: Record<string, string | undefined>,
   opts: StartOptions,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
   const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined, rank);
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
-  const tls = cfg["ssl-certfile"] && cfg["ssl-keyfile"]
-    ? {
-      cert: Deno.readTextFileSync(cfg["ssl-certfile"]),
-      key: Deno.readTextFileSync(cfg["ssl-keyfile"]),
-    }
-    : {};
   return new Promise((resolve) => {
     // The router needs the real port (for x-inference-port), known on listen.
     let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
@@ -90,6 +102,7 @@ function serveMetrics(
   sim: Simulator,
   hostname: string,
   port: number,
+  tls: Tls,
   env: Record<string, string | undefined>,
   opts: StartOptions,
 ): Deno.HttpServer<Deno.NetAddr> {
@@ -100,6 +113,7 @@ function serveMetrics(
   return Deno.serve({
     hostname,
     port,
+    ...tls,
     onListen: (addr) => {
       if (!opts.quiet) sim.log.info("metrics listening", { address: `${hostname}:${addr.port}` });
     },
@@ -119,30 +133,38 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     });
   }
   const basePort = opts.port ?? cfg.port;
+  const tls = tlsOptions(cfg);
   const ranks: RunningRank[] = [];
+  let metricsServer: Deno.HttpServer<Deno.NetAddr> | null = null;
+  const shutdown = async () => {
+    for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
+    await Promise.all([...ranks.map((r) => r.server.shutdown()), metricsServer?.shutdown()]);
+    for (const r of ranks) {
+      r.sim.engine.timers.clear();
+      r.sim.metrics.close();
+      r.watcher.close();
+    }
+  };
   const single = cfg["data-parallel-rank"] !== undefined;
   const count = single ? 1 : cfg["data-parallel-size"];
-  for (let i = 0; i < count; i++) {
-    const rank = single ? cfg["data-parallel-rank"]! : i;
-    // Port 0 asks the OS for a free port per rank.
-    ranks.push(await listen(loaded, rank, basePort === 0 ? 0 : basePort + i, env, opts));
+  let port = basePort;
+  try {
+    for (let i = 0; i < count; i++) {
+      const rank = single ? cfg["data-parallel-rank"]! : i;
+      // Port 0 asks the OS for a free port per rank.
+      port = basePort === 0 ? 0 : basePort + i;
+      ranks.push(await listen(loaded, rank, port, tls, env, opts));
+    }
+    if (cfg["metrics-port"] !== undefined) {
+      port = cfg["metrics-port"];
+      metricsServer = serveMetrics(ranks[0].sim, cfg.host, port, tls, env, opts);
+    }
+  } catch (e) {
+    // Whatever did start is closed again: no half-started server lingers.
+    await shutdown();
+    throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
-  const metricsServer = cfg["metrics-port"] === undefined
-    ? null
-    : serveMetrics(ranks[0].sim, cfg.host, cfg["metrics-port"], env, opts);
-  return {
-    ranks,
-    url: ranks[0].url,
-    async shutdown() {
-      for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
-      await Promise.all([...ranks.map((r) => r.server.shutdown()), metricsServer?.shutdown()]);
-      for (const r of ranks) {
-        r.sim.engine.timers.clear();
-        r.sim.metrics.close();
-        r.watcher.close();
-      }
-    },
-  };
+  return { ranks, url: ranks[0].url, shutdown };
 }
 
 async function main(): Promise<void> {
@@ -157,6 +179,10 @@ async function main(): Promise<void> {
     if (e instanceof ConfigError) {
       console.error(`vllm-sim: ${e.message}`);
       console.error("Run with --help to list the options.");
+      Deno.exit(1);
+    }
+    if (e instanceof StartupError) {
+      console.error(`vllm-sim: ${e.message}`);
       Deno.exit(1);
     }
     throw e;

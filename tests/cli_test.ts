@@ -1,6 +1,7 @@
 /** The command line as a user meets it: exit codes, messages, --help, docs. */
 import assert from "node:assert/strict";
 import { loadConfig, optionsMarkdown } from "../lib/config.ts";
+import { startServers, StartupError } from "../main.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -70,4 +71,56 @@ Deno.test("options whose feature is not built yet are accepted with a warning", 
   assert.ok(warnings.some((w) => w.startsWith("--grpc-port") && /not implemented/.test(w)));
   const quiet = loadConfig(["--model", "m", "--max-num-seqs", "3"], {}).warnings;
   assert.deepEqual(quiet, []);
+});
+
+Deno.test("cli: a port in use exits 1 with a clear message", async () => {
+  const blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const r = await run([
+      "--model",
+      "m",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(blocker.addr.port),
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /vllm-sim: cannot listen on 127\.0\.0\.1:\d+/);
+    assert.doesNotMatch(r.stderr, /at .*main\.ts/, "no stack trace");
+  } finally {
+    blocker.close();
+  }
+});
+
+Deno.test("a failed start closes the ranks that did start", async () => {
+  // Find two adjacent free ports, then take the second one.
+  let base = 0;
+  let blocker: Deno.Listener | undefined;
+  for (let tries = 0; tries < 20 && !blocker; tries++) {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    base = probe.addr.port;
+    probe.close();
+    try {
+      blocker = Deno.listen({ hostname: "127.0.0.1", port: base + 1 });
+    } catch {
+      // taken; try another pair
+    }
+  }
+  assert.ok(blocker, "found a free port pair");
+  try {
+    await assert.rejects(
+      () =>
+        startServers(["--model", "m", "--host", "127.0.0.1", "--data-parallel-size", "2"], {
+          port: base,
+          quiet: true,
+          env: {},
+        }),
+      StartupError,
+    );
+    // Rank 0 was closed again: its port can be taken.
+    const again = Deno.listen({ hostname: "127.0.0.1", port: base });
+    again.close();
+  } finally {
+    blocker!.close();
+  }
 });
