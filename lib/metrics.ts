@@ -80,6 +80,33 @@ export function fakeValueAt(v: number | string, elapsedMs: number): number {
 }
 
 /**
+ * What prom-client's Registry reads from a label-free histogram: cumulative
+ * `_bucket` series (then +Inf), `_sum` and `_count`.
+ */
+function histogramSnapshot(
+  name: string,
+  help: string,
+  bounds: readonly number[],
+  cumulative: readonly number[],
+  count: number,
+  sum: number,
+) {
+  const bucket = `${name}_bucket`;
+  return {
+    name,
+    help,
+    type: "histogram" as const,
+    aggregator: "sum" as const,
+    values: [
+      ...bounds.map((le, i) => ({ labels: { le }, value: cumulative[i], metricName: bucket })),
+      { labels: { le: "+Inf" }, value: count, metricName: bucket },
+      { labels: {}, value: sum, metricName: `${name}_sum` },
+      { labels: {}, value: count, metricName: `${name}_count` },
+    ],
+  };
+}
+
+/**
  * A histogram whose per-bucket counts are set whole (fake metrics).
  * prom-client's Histogram can only observe single values, so this implements
  * the small shape its Registry reads (name, help, type, get()).
@@ -114,23 +141,16 @@ class CountsHistogram {
   }
 
   get() {
-    const name = this.name;
-    return Promise.resolve({
-      name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: [
-        ...this.bounds.map((le, i) => ({
-          labels: { le },
-          value: this.#cumulative[i],
-          metricName: `${name}_bucket`,
-        })),
-        { labels: { le: "+Inf" }, value: this.#count, metricName: `${name}_bucket` },
-        { labels: {}, value: this.#sum, metricName: `${name}_sum` },
-        { labels: {}, value: this.#count, metricName: `${name}_count` },
-      ],
-    });
+    return Promise.resolve(
+      histogramSnapshot(
+        this.name,
+        this.help,
+        this.bounds,
+        this.#cumulative,
+        this.#count,
+        this.#sum,
+      ),
+    );
   }
 }
 
@@ -175,25 +195,11 @@ class LiveHistogram {
   }
 
   get() {
-    const name = this.name;
-    const bucket = `${name}_bucket`;
     let acc = 0;
-    return Promise.resolve({
-      name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: [
-        ...this.bounds.map((le, i) => ({
-          labels: { le },
-          value: acc += this.#counts[i],
-          metricName: bucket,
-        })),
-        { labels: { le: "+Inf" }, value: this.#count, metricName: bucket },
-        { labels: {}, value: this.#sum, metricName: `${name}_sum` },
-        { labels: {}, value: this.#count, metricName: `${name}_count` },
-      ],
-    });
+    const cumulative = Array.from(this.#counts, (c) => acc += c);
+    return Promise.resolve(
+      histogramSnapshot(this.name, this.help, this.bounds, cumulative, this.#count, this.#sum),
+    );
   }
 }
 
