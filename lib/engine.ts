@@ -153,8 +153,7 @@ export class Engine {
     if (this.waiting.length >= cfg["max-waiting-queue-length"]) {
       throw new ApiError(
         429,
-        `Failed to enqueue request, the waiting queue is full ` +
-          `(max-waiting-queue-length ${cfg["max-waiting-queue-length"]})`,
+        "Failed to enqueue request, waiting requests queue is full",
       );
     }
     this.waiting.push(job);

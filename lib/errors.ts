@@ -48,17 +48,20 @@ export function badRequest(message: string, param: string | null = null): ApiErr
   return new ApiError(400, message, param);
 }
 
-/** vLLM's context-window message, used by every generation endpoint. */
+/**
+ * vLLM's context-window message, as the reference simulator words it: one
+ * template, "0 in the completion" when the request set no limit, param null.
+ */
 export function contextLengthError(
   maxModelLen: number,
   promptTokens: number,
   maxTokens: number | undefined,
 ): ApiError {
-  const msg = maxTokens === undefined
-    ? `This model's maximum context length is ${maxModelLen} tokens. However, you requested ` +
-      `${promptTokens} tokens in the messages, Please reduce the length of the messages.`
-    : `This model's maximum context length is ${maxModelLen} tokens. However, you requested ` +
-      `${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the ` +
-      `completion). Please reduce the length of the messages or completion.`;
-  return new ApiError(400, msg, "messages");
+  const completion = maxTokens ?? 0;
+  return new ApiError(
+    400,
+    `This model's maximum context length is ${maxModelLen} tokens. However, you requested ` +
+      `${promptTokens + completion} tokens (${promptTokens} in the messages, ${completion} in ` +
+      `the completion). Please reduce the length of the messages or completion.`,
+  );
 }

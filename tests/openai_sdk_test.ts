@@ -177,6 +177,19 @@ Deno.test("errors surface as the SDK's typed errors", async () => {
         e.message,
         /This model's maximum context length is 50 tokens\. However, you requested 101 tokens \(1 in the messages, 100 in the completion\)/,
       );
+      assert.equal((e.error as { param?: unknown }).param, null);
+      return true;
+    },
+  );
+  // Without max_tokens the prompt alone must leave room for an answer.
+  await assert.rejects(
+    () => s.client.completions.create({ model: "test-model", prompt: "word ".repeat(50) }),
+    (e: unknown) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.match(
+        e.message,
+        /you requested (\d+) tokens \(\1 in the messages, 0 in the completion\)/,
+      );
       return true;
     },
   );
