@@ -38,10 +38,10 @@ export async function serveGeneration<B extends GenerationParams>(
 ): Promise<Response> {
   const { sim } = ctx;
   rejectEarly(req, ctx);
+  const held = injectFailure(ctx);
+  if (held) return held;
   const body = ep.parse(await readJson(req, sim.config["max-request-body-size-mb"] * 1048576));
   const model = sim.models.require(body.model);
-  const held = injectFailure(ctx, body.model);
-  if (held) return held;
   const plans = ep.plan(sim, body, model, generationFlags(req));
   const id = `${ep.idPrefix}-${ctx.requestId}`;
   const created = Math.floor(Date.now() / 1000);
@@ -108,19 +108,16 @@ export function rejectEarly(req: Request, ctx: RequestContext): void {
 }
 
 /**
- * Failure injection, right before planning (after the body and model were
- * validated). Throws the drawn failure's ApiError; for a `timeout` failure it
- * returns a promise that never resolves: it rejects when the client leaves or
- * the server-side bound passes. Returns undefined when the request goes on.
- * The decision is synchronous so nothing runs between it and the plan.
+ * Failure injection, as the reference simulator does it: on arrival, before
+ * the body is read, with messages naming the served model (--model). Throws
+ * the drawn failure's ApiError; for a `timeout` failure it returns a promise
+ * that never resolves: it rejects when the client leaves or the server-side
+ * bound passes. Returns undefined when the request goes on.
  */
-export function injectFailure(
-  ctx: RequestContext,
-  model: string,
-): Promise<never> | undefined {
+export function injectFailure(ctx: RequestContext): Promise<never> | undefined {
   const { sim } = ctx;
   const type = drawFailure(sim.config, sim.rng);
   if (type === null) return undefined;
   if (type === "timeout") return holdOpen(sim, ctx.clientGone());
-  throw failureError(type, model);
+  throw failureError(type, sim.config.model);
 }

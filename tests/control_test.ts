@@ -68,7 +68,8 @@ const FAILURES: {
     type: "rate_limit",
     cls: OpenAI.RateLimitError,
     status: 429,
-    message: "Rate limit reached for alias-model in organization org-xxx on requests per min " +
+    // The reference simulator names --model (here test-model), not the requested alias.
+    message: "Rate limit reached for test-model in organization org-xxx on requests per min " +
       "(RPM): Limit 3, Used 3, Requested 1.",
     param: null,
   },
@@ -105,7 +106,7 @@ const FAILURES: {
     type: "model_not_found",
     cls: OpenAI.NotFoundError,
     status: 404,
-    message: "The model 'alias-model-nonexistent' does not exist",
+    message: "The model 'test-model-nonexistent' does not exist",
     param: "model",
   },
 ];
@@ -574,4 +575,18 @@ Deno.test("api key: without --api-key nothing is required", async () => {
   const res = await s.post("/v1/completions", { model: "test-model", prompt: "x", max_tokens: 1 });
   assert.equal(res.status, 200);
   await res.body?.cancel();
+});
+
+Deno.test("failure injection fires on arrival, before the body is read", async () => {
+  await using s = await startSim([
+    "--failure-injection-rate",
+    "100",
+    "--failure-types",
+    "rate_limit",
+  ]);
+  const res = await s.post("/v1/chat/completions", "{not json at all");
+  assert.equal(res.status, 429);
+  const body = await res.json();
+  assert.equal(body.error.type, "RateLimitError");
+  assert.match(body.error.message, /^Rate limit reached for test-model /);
 });
