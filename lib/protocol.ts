@@ -139,7 +139,8 @@ function messageContent(content: unknown, i: number): { text: string; imageCount
     }
     // Other part types (input_audio, video_url, ...) are accepted and carry no text.
   }
-  return { text: texts.join("\n"), imageCount };
+  // Joined with a space, as the reference simulator echoes them.
+  return { text: texts.join(" "), imageCount };
 }
 
 export function parseChatRequest(body: unknown): ChatRequest {

@@ -13,11 +13,12 @@ export function renderChat(messages: readonly ChatMessage[]): string {
   return s + "<|assistant|>\n";
 }
 
+/** What echo mode answers: the last user message, else the last message. */
 function lastUserText(messages: readonly ChatMessage[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
     if (messages[i].role === "user") return messages[i].text;
   }
-  return "";
+  return messages.at(-1)?.text ?? "";
 }
 
 const CHAT: GenerationEndpoint<ChatRequest> = {

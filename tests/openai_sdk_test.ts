@@ -73,6 +73,20 @@ Deno.test("chat: echo mode answers with the last user message", async () => {
   });
   assert.equal(r.choices[0].message.content, "say exactly this");
   assert.equal(r.choices[0].finish_reason, "stop");
+  // Content parts are joined with a space; with no user message the last message is echoed.
+  const parts = await s.client.chat.completions.create({
+    model: "test-model",
+    messages: [{
+      role: "user",
+      content: [{ type: "text", text: "two" }, { type: "text", text: "parts" }],
+    }],
+  });
+  assert.equal(parts.choices[0].message.content, "two parts");
+  const noUser = await s.client.chat.completions.create({
+    model: "test-model",
+    messages: [{ role: "system", content: "only a system prompt" }],
+  });
+  assert.equal(noUser.choices[0].message.content, "only a system prompt");
 });
 
 Deno.test("chat: streaming with include_usage", async () => {
