@@ -50,14 +50,19 @@ const NO_LIMIT_UNIFORM_BELOW = 20;
 function bucketStart(m: number, i: number): number {
   if (m <= EQUAL_SPLIT_MAX) return Math.floor(((m - 1) * i) / BUCKETS) + 1;
   if (i < BUCKETS - 1) return i * FIXED_BUCKET + 1;
-  return m - FIXED_BUCKET; // last bucket: the 20 values below m
+  return m - FIXED_BUCKET + 1; // last bucket: the 19 values below m, as the reference has it
 }
 
 function bucketEnd(m: number, i: number): number {
   if (m <= EQUAL_SPLIT_MAX) return Math.floor(((m - 1) * (i + 1)) / BUCKETS);
   if (i < BUCKETS - 2) return (i + 1) * FIXED_BUCKET;
-  if (i === BUCKETS - 2) return m - 1 - FIXED_BUCKET; // the fourth stretches
+  if (i === BUCKETS - 2) return m - FIXED_BUCKET; // the fourth stretches
   return m - 1;
+}
+
+/** Inclusive [start, end] of bucket `i` for limit `m` (m ≥ 7), as the reference simulator cuts them. */
+export function bucketRange(m: number, i: number): [number, number] {
+  return [bucketStart(m, i), bucketEnd(m, i)];
 }
 
 /** Length for a bounded answer with limit `m` (spec "random mode, length"). */

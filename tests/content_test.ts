@@ -3,6 +3,7 @@ import { clampedNormal, Rng } from "../lib/rng.ts";
 import { fnv1a32, regexTokenizer } from "../lib/tokenizer.ts";
 import { SENTENCE_TOKENS, SENTENCE_TOKENS_SPACED, SENTENCES } from "../lib/sentences.ts";
 import {
+  bucketRange,
   builtinTextSource,
   echoTokens,
   randomText,
@@ -221,7 +222,7 @@ Deno.test("responseLength: distribution for M = 200", () => {
   const r = new Rng(2024);
   const n = 200_000;
   const m = 200;
-  const counts = [0, 0, 0, 0, 0]; // [1,20] [21,40] [41,60] [61,179] [180,199]
+  const counts = [0, 0, 0, 0, 0]; // [1,20] [21,40] [41,60] [61,180] [181,199]
   let atMax = 0;
   for (let i = 0; i < n; i++) {
     const res = responseLength(r, opts({ maxTokens: m }));
@@ -231,7 +232,7 @@ Deno.test("responseLength: distribution for M = 200", () => {
     else if (res.length <= 20) counts[0]++;
     else if (res.length <= 40) counts[1]++;
     else if (res.length <= 60) counts[2]++;
-    else if (res.length <= 179) counts[3]++;
+    else if (res.length <= 180) counts[3]++;
     else counts[4]++;
   }
   const tol = 0.01;
@@ -344,4 +345,14 @@ Deno.test("randomText without tokens: same draws, same text and length", () => {
     assert.equal(a.tokens.join(""), a.text);
     assert.deepEqual(b.tokens, []);
   }
+});
+
+Deno.test("bucketRange: the reference simulator's bucket edges", () => {
+  const ranges = (m: number) => [0, 1, 2, 3, 4].map((i) => bucketRange(m, i));
+  // Above 101 the fourth bucket stretches and the fifth holds the 19 values below M.
+  assert.deepEqual(ranges(200), [[1, 20], [21, 40], [41, 60], [61, 180], [181, 199]]);
+  assert.deepEqual(ranges(102), [[1, 20], [21, 40], [41, 60], [61, 82], [83, 101]]);
+  // Up to 101, five equal parts of 1..M-1.
+  assert.deepEqual(ranges(101), [[1, 20], [21, 40], [41, 60], [61, 80], [81, 100]]);
+  assert.deepEqual(ranges(11), [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]);
 });
