@@ -560,13 +560,20 @@ export class Metrics {
     h["vllm:request_inference_time_seconds"].observe(s(p.lastToken - p.start));
     if (job.steps > 1) {
       const tpot = s(p.lastToken - p.firstToken) / (job.steps - 1);
-      h["vllm:time_per_output_token_seconds"].observe(tpot);
       h["vllm:request_time_per_output_token_seconds"].observe(tpot);
     }
     if (gaps) {
-      const itl = h["vllm:inter_token_latency_seconds"];
-      for (const g of gaps.gaps) itl.observe(g);
-      itl.observeZeros(gaps.zeros);
+      // time_per_output_token is vLLM's older name for the per-gap
+      // inter-token latency: both observe every gap (the reference does too).
+      for (
+        const hist of [
+          h["vllm:inter_token_latency_seconds"],
+          h["vllm:time_per_output_token_seconds"],
+        ]
+      ) {
+        for (const g of gaps.gaps) hist.observe(g);
+        hist.observeZeros(gaps.zeros);
+      }
     }
     h["vllm:request_prompt_tokens"].observe(spec.promptTokens);
     h["vllm:request_generation_tokens"].observe(emitted);

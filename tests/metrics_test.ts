@@ -273,12 +273,15 @@ Deno.test("values after 3 requests: counters, sums, bucket placement", async () 
   const itlSum = val(e, `${itl}_sum`);
   assert.ok(itlSum > 0.1 && itlSum < 0.6, `itl sum ${itlSum}`);
   assert.ok(val(e, `${itl}_bucket`, { le: "0.1" }) >= 10);
-  for (const name of ["time_per_output_token", "request_time_per_output_token"]) {
-    const n = `vllm:${name}_seconds`;
-    assert.equal(val(e, `${n}_count`), 3, n);
-    const avg = val(e, `${n}_sum`) / 3;
-    assert.ok(avg > 0.008 && avg < 0.05, `${n} avg ${avg}`);
-  }
+  // time_per_output_token observes every gap, like inter_token_latency ...
+  const tpot = "vllm:time_per_output_token_seconds";
+  assert.equal(val(e, `${tpot}_count`), 12);
+  assert.ok(Math.abs(val(e, `${tpot}_sum`) - itlSum) < 1e-9, "same gaps as ITL");
+  // ... request_time_per_output_token once per request (decode time / (tokens − 1)).
+  const rtpot = "vllm:request_time_per_output_token_seconds";
+  assert.equal(val(e, `${rtpot}_count`), 3);
+  const avg = val(e, `${rtpot}_sum`) / 3;
+  assert.ok(avg > 0.008 && avg < 0.05, `${rtpot} avg ${avg}`);
   const decodeSum = val(e, "vllm:request_decode_time_seconds_sum");
   assert.ok(Math.abs(decodeSum - itlSum) < 1e-6, "decode time = Σ gaps");
   for (const name of ["e2e_request_latency", "request_queue_time", "request_inference_time"]) {
