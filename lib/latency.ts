@@ -70,16 +70,17 @@ export function prefillMs(cfg: LatencyConfig, rng: Rng, p: PrefillInput): number
   const lf = loadFactor(cfg, p.running);
   const mean = cfg["time-to-first-token"];
   const sd = cfg["time-to-first-token-std-dev"];
-  if (usesConstantForm(cfg, mean, sd)) return clampedNormal(rng, mean * lf, sd * lf);
+  // The load factor scales the GPU-bound means only; std-devs stay as
+  // configured (the spec lists the means; the reference simulator agrees).
+  if (usesConstantForm(cfg, mean, sd)) return clampedNormal(rng, mean * lf, sd);
   const uncached = Math.max(0, p.promptTokens - p.cachedTokens);
   const total = cfg["prefill-overhead"] + uncached * cfg["prefill-time-per-token"];
-  return clampedNormal(rng, total * lf, cfg["prefill-time-std-dev"] * lf);
+  return clampedNormal(rng, total * lf, cfg["prefill-time-std-dev"]);
 }
 
 /** Time between two output tokens, drawn per token. */
 export function interTokenMs(cfg: LatencyConfig, rng: Rng, running: number): number {
   const mean = cfg["inter-token-latency"];
   if (mean === 0 && cfg["inter-token-latency-std-dev"] === 0) return 0;
-  const lf = loadFactor(cfg, running);
-  return clampedNormal(rng, mean * lf, cfg["inter-token-latency-std-dev"] * lf);
+  return clampedNormal(rng, mean * loadFactor(cfg, running), cfg["inter-token-latency-std-dev"]);
 }

@@ -257,3 +257,30 @@ Deno.test("same seed, same draws", () => {
   assert.deepEqual(seq(42), seq(42));
   assert.notDeepEqual(seq(42), seq(43));
 });
+
+Deno.test("load factor scales the means, not the std-devs", () => {
+  const cfg = cfgOf(
+    "--max-num-seqs",
+    "3",
+    "--time-factor-under-load",
+    "3",
+    "--time-to-first-token",
+    "100ms",
+    "--time-to-first-token-std-dev",
+    "30ms",
+    "--inter-token-latency",
+    "20ms",
+    "--inter-token-latency-std-dev",
+    "6ms",
+  );
+  const sd = (xs: number[]) => {
+    const m = mean(xs);
+    return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+  };
+  const ttft = draws(20_000, (r) => prefillMs(cfg, r, local(10, 0, 3)));
+  close(mean(ttft), 300, 3, "ttft mean ×3");
+  close(sd(ttft), 30, 2, "ttft sd as configured");
+  const itl = draws(20_000, (r) => interTokenMs(cfg, r, 3));
+  close(mean(itl), 60, 0.6, "itl mean ×3");
+  close(sd(itl), 6, 0.4, "itl sd as configured");
+});
