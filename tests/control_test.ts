@@ -7,7 +7,7 @@ import OpenAI from "openai";
 import type { Config } from "../lib/config.ts";
 import { ApiError } from "../lib/errors.ts";
 import { heldRequests, holdOpen, releaseHeld } from "../lib/failures.ts";
-import { sleep, startSim, type TestServer } from "./helpers.ts";
+import { startSim, type TestServer, waitFor } from "./helpers.ts";
 
 const CHAT = {
   model: "test-model",
@@ -48,14 +48,6 @@ const getConfig = async (s: TestServer) =>
   await (await fetch(`${s.url}/admin/config`)).json() as Record<string, unknown>;
 
 // ---------- failure injection ----------
-
-async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) assert.fail("condition not reached in time");
-    await sleep(10);
-  }
-}
 
 const FAILURES: {
   type: string;

@@ -7,16 +7,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { heldRequests } from "../lib/failures.ts";
 import { collectOpen } from "../routes/disconnect.ts";
-import { sleep, startSim } from "./helpers.ts";
-
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (performance.now() < end) {
-    if (cond()) return true;
-    await sleep(20);
-  }
-  return cond();
-}
+import { startSim, waitFor } from "./helpers.ts";
 
 Deno.test("a large non-streaming request whose client leaves frees its slot", async () => {
   await using s = await startSim([
@@ -41,10 +32,10 @@ Deno.test("a large non-streaming request whose client leaves frees its slot", as
       body: JSON.stringify(body),
       signal: ac.signal,
     }).catch(() => null);
-    assert.ok(await waitFor(() => engine.runningCount === 1, 2000), "request running");
+    await waitFor(() => engine.runningCount === 1, 2000, "request running");
     ac.abort();
     await pending;
-    assert.ok(await waitFor(() => engine.runningCount === 0, 2000), `${path}: slot freed`);
+    await waitFor(() => engine.runningCount === 0, 2000, `${path}: slot freed`);
   }
 });
 
@@ -60,7 +51,7 @@ Deno.test("the openai SDK's client timeout frees the slot of a large request", a
       }),
     OpenAI.APIConnectionTimeoutError,
   );
-  assert.ok(await waitFor(() => engine.runningCount === 0, 2000), "slot freed");
+  await waitFor(() => engine.runningCount === 0, 2000, "slot freed");
   const health = await fetch(`${s.url}/health`);
   assert.equal(health.status, 200, "the server carries on serving");
   await health.body?.cancel();
@@ -83,10 +74,10 @@ Deno.test("a held `timeout` failure with a large body is freed when the client l
     body: JSON.stringify({ model: "test-model", prompt: "word ".repeat(3000) }),
     signal: ac.signal,
   }).catch(() => null);
-  assert.ok(await waitFor(() => heldRequests(sim) === 1, 2000), "request held");
+  await waitFor(() => heldRequests(sim) === 1, 2000, "request held");
   ac.abort();
   await pending;
-  assert.ok(await waitFor(() => heldRequests(sim) === 0, 2000), "hold released on disconnect");
+  await waitFor(() => heldRequests(sim) === 0, 2000, "hold released on disconnect");
 });
 
 Deno.test("collectOpen reads established client ports of our port from /proc/net/tcp", () => {

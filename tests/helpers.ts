@@ -44,3 +44,20 @@ export async function sseEvents(res: Response): Promise<string[]> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `cond` until it holds; fails the test (naming `what`) after
+ * `timeoutMs`. Returns how long it took, in ms.
+ */
+export async function waitFor(
+  cond: () => boolean,
+  timeoutMs = 3000,
+  what = "condition",
+): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+  return performance.now() - t0;
+}

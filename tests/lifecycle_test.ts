@@ -6,18 +6,9 @@
  */
 import assert from "node:assert/strict";
 import type { Engine, Job } from "../lib/engine.ts";
-import { sleep, startSim, type TestServer } from "./helpers.ts";
+import { sleep, startSim, type TestServer, waitFor } from "./helpers.ts";
 
 const engineOf = (s: TestServer): Engine => s.running.ranks[0].sim.engine;
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const t0 = performance.now();
-  while (!cond()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-  return performance.now() - t0;
-}
 
 const completion = (extra: Record<string, unknown> = {}) => ({
   model: "test-model",
