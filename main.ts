@@ -80,13 +80,18 @@ function listen(
           podName: env.POD_NAME,
           podNamespace: env.POD_NAMESPACE,
         }, watcher = new DisconnectWatcher(real));
-        const host = cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host;
         const scheme = "cert" in tls ? "https" : "http";
         if (!opts.quiet) {
           sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${real}` });
         }
         queueMicrotask(() =>
-          resolve({ sim, port: real, url: `${scheme}://${host}:${real}`, server, watcher })
+          resolve({
+            sim,
+            port: real,
+            url: `${scheme}://${sim.reachableHost}:${real}`,
+            server,
+            watcher,
+          })
         );
       },
       onError: (e) => {

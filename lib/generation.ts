@@ -109,7 +109,7 @@ export function planGeneration(
         { length: Math.ceil(n / cfg["block-size"]) },
         (_, i) => i,
       ),
-      remote_host: cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host,
+      remote_host: sim.reachableHost,
       remote_port: sim.port,
       tp_size: 1,
     }

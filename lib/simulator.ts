@@ -31,6 +31,8 @@ export class Simulator {
   readonly engineId: string;
   /** The port this rank listens on (known once listening; port 0 picks one). */
   port: number;
+  /** The host peers should dial: the listening address, loopback for a wildcard. */
+  readonly reachableHost: string;
   sleeping = false;
   /** Env VLLM_SERVER_DEV_MODE=1 at start-up: with enable-sleep-mode it unlocks /sleep. */
   devMode = false;
@@ -41,6 +43,7 @@ export class Simulator {
     const cfg = loaded.config;
     this.#cfg = cfg;
     this.port = cfg.port;
+    this.reachableHost = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
     this.engineId = seededUuid(new Rng(cfg.seed + rank));
     this.log = log ?? loggerFor(cfg);
     this.rng = new Rng(cfg.seed);
