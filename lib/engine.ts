@@ -69,6 +69,12 @@ export class Job {
   step = 0;
   nextAt = 0;
   timer: TimerHandle | null = null;
+  /** Set when the job starts: its timer callback, made once rather than per token. */
+  wake: () => void = () => {};
+  /** Every later step shares one deadline (zero inter-token latency, no jitter). */
+  noGaps = false;
+  /** Whether the sink or an observer wants one call per step. */
+  perStep = true;
   /** `arrival`: performance.now() when the request reached the engine. */
   constructor(readonly spec: JobSpec, readonly sink: JobSink, arrival = performance.now()) {
     this.phases = { arrival, start: NaN, firstToken: NaN, lastToken: NaN, end: NaN };
@@ -209,6 +215,11 @@ export class Engine {
     for (const o of this.observers) o.started?.(job);
     if (job.steps === 0) return this.#finish(job, now);
     const spec = job.spec;
+    // Fixed for the job's life, so decided once here, not at every wake-up.
+    job.wake = () => this.#advance(job);
+    job.noGaps = spec.cfg["inter-token-latency"] === 0 &&
+      spec.cfg["inter-token-latency-std-dev"] === 0;
+    job.perStep = job.sink.onStep !== undefined || this.observers.some((o) => o.token);
     job.nextAt = now +
       prefillMs(spec.cfg, spec.rng, {
         promptTokens: spec.promptTokens,
@@ -226,19 +237,15 @@ export class Engine {
   #advance = (job: Job, now = performance.now()): void => {
     job.timer = null;
     const spec = job.spec;
-    // Zero inter-token latency (no jitter) puts every later step on the same
-    // deadline as this one: the rest of the answer is one burst, with no
-    // interval to draw (interTokenMs would return 0 without drawing).
-    const noGaps = spec.cfg["inter-token-latency"] === 0 &&
-      spec.cfg["inter-token-latency-std-dev"] === 0;
     const observers = this.observers;
-    const perStep = job.sink.onStep !== undefined || observers.some((o) => o.token);
+    // With no gaps the rest of the answer is one burst (no interval to draw).
+    const { noGaps, perStep } = job;
     while (job.state === "running") {
       // Read the clock again only when the last reading says "not yet": a
       // burst of due tokens (zero latency, or catching up) costs one read.
       if (!this.timers.isDue(job.nextAt, now)) now = performance.now();
       if (!this.timers.isDue(job.nextAt, now)) {
-        job.timer = this.timers.at(job.nextAt, () => this.#advance(job));
+        job.timer = this.timers.at(job.nextAt, job.wake);
         return;
       }
       const from = job.step;
