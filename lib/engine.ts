@@ -43,6 +43,12 @@ export interface JobSink {
    * passed over in one go.
    */
   onStep?(job: Job, k: number): void;
+  /**
+   * Every step due now was emitted and the job sleeps until its next
+   * deadline: the end of a burst, when a sink that gathers steps hands them
+   * on (onDone ends the last burst).
+   */
+  onPause?(job: Job): void;
   /** Every step was emitted (also called at once for a zero-step job). */
   onDone(job: Job): void;
 }
@@ -246,6 +252,7 @@ export class Engine {
       if (!this.timers.isDue(job.nextAt, now)) now = performance.now();
       if (!this.timers.isDue(job.nextAt, now)) {
         job.timer = this.timers.at(job.nextAt, job.wake);
+        job.sink.onPause?.(job);
         return;
       }
       const from = job.step;

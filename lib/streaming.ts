@@ -119,10 +119,11 @@ export function streamPlans(
     },
     cancel: cancelAll,
   });
-  // Frames produced in one synchronous run (a whole zero-latency answer, or
-  // tokens caught up after a late timer) leave as one chunk: one encode and
-  // one enqueue per run instead of one per token. The runtime writes to the
-  // socket only after the current task anyway, so no frame leaves later.
+  // The frames of one burst of steps (a whole zero-latency answer, or tokens
+  // caught up after a late timer) leave as one chunk: one encode and one
+  // enqueue per burst instead of one per token. The engine says when a burst
+  // ends (onPause, onDone). The runtime writes to the socket only after the
+  // current task anyway, so no frame leaves later.
   let buffered = "";
   const flush = () => {
     if (!open || buffered === "") return;
@@ -135,9 +136,7 @@ export function streamPlans(
     }
   };
   const send = (s: string) => {
-    if (!open || s === "") return;
-    if (buffered === "") queueMicrotask(flush);
-    buffered += s;
+    if (open) buffered += s;
   };
   const n = plans.length > 0 ? plans[0].choices.length : 0;
   let pending = plans.length;
@@ -159,6 +158,7 @@ export function streamPlans(
       }
       send(out);
     },
+    onPause: flush,
     onDone() {
       let out = "";
       plan.choices.forEach((c, j) => {
@@ -173,8 +173,9 @@ export function streamPlans(
           open = false;
           ctrl.close();
         }
-      } else if (out) {
+      } else {
         send(out);
+        flush();
       }
     },
   }));

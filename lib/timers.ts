@@ -104,7 +104,7 @@ export class TimerQueue {
       let ran = 0;
       while (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
         const h = heap[0];
-        this.cancel(h);
+        this.#popFirst();
         try {
           h.fn();
         } catch (e) {
@@ -118,6 +118,18 @@ export class TimerQueue {
     }
     this.#arm();
   };
+
+  /** Removes the earliest entry (cancel() without its general case). */
+  #popFirst(): void {
+    const heap = this.#heap;
+    heap[0].pos = -1;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      last.pos = 0;
+      this.#down(0);
+    }
+  }
 
   #up(i: number): void {
     const heap = this.#heap;

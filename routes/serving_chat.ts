@@ -71,15 +71,22 @@ function chatChunks(id: string, created: number, model: string, withUsage: boole
   const head = `data: {"id":${JSON.stringify(id)},"object":"chat.completion.chunk",` +
     `"created":${created},"model":${JSON.stringify(model)},"choices":[`;
   const nullUsage = withUsage ? `,"usage":null` : "";
+  const tail = (finish: FinishReason | null, usage: string) =>
+    `,"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`}}]${usage}}\n\n`;
   const frame = (index: number, delta: string, finish: FinishReason | null, usage: string) =>
-    `${head}{"index":${index},"delta":${delta},"logprobs":null,"finish_reason":${
-      finish === null ? "null" : `"${finish}"`
-    }}]${usage}}\n\n`;
+    `${head}{"index":${index},"delta":${delta}${tail(finish, usage)}`;
+  // A token frame is prefix + JSON text + suffix; the prefix per choice and
+  // the usual suffix (no finish reason, no usage) are built once per answer.
+  const prefixes: string[] = [];
+  const prefix = (index: number) =>
+    prefixes[index] ??= `${head}{"index":${index},"delta":{"content":`;
+  const plainTail = "}" + tail(null, nullUsage);
   return {
     token(index, text, k, finish, usage) {
       const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
       const role = k === 0 ? frame(index, `{"role":"assistant","content":""}`, null, u) : "";
-      return role + frame(index, `{"content":${JSON.stringify(text)}}`, finish, u);
+      const rest = finish === null && usage === null ? plainTail : "}" + tail(finish, u);
+      return role + prefix(index) + JSON.stringify(text) + rest;
     },
     empty(index, finish) {
       return frame(index, `{"role":"assistant","content":""}`, finish, nullUsage);

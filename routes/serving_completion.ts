@@ -72,10 +72,18 @@ function completionChunks(
   const head = `data: {"id":${JSON.stringify(id)},"object":"text_completion",` +
     `"created":${created},"model":${JSON.stringify(body.model)},"choices":[`;
   const nullUsage = withUsage ? `,"usage":null` : "";
-  const frame = (index: number, text: string, finish: FinishReason | null, usage: string) =>
-    `${head}{"index":${index},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${
+  // A token frame is prefix + JSON text + suffix; the prefix per choice and
+  // the usual suffix (no finish reason, no usage) are built once per answer.
+  const prefixes: string[] = [];
+  const prefix = (index: number) => prefixes[index] ??= `${head}{"index":${index},"text":`;
+  const tail = (finish: FinishReason | null, usage: string) =>
+    `,"logprobs":null,"finish_reason":${
       finish === null ? "null" : `"${finish}"`
     },"stop_reason":null}]${usage}}\n\n`;
+  const plainTail = tail(null, nullUsage);
+  const frame = (index: number, text: string, finish: FinishReason | null, usage: string) =>
+    prefix(index) + JSON.stringify(text) +
+    (finish === null && usage === nullUsage ? plainTail : tail(finish, usage));
   // With echo, the prompt is sent ahead of the first generated token.
   const echoOf = (index: number) =>
     body.echo ? promptText(body.prompts[Math.floor(index / body.n)]) : "";
