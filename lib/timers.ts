@@ -14,10 +14,14 @@ export interface TimerHandle {
 
 /**
  * How Deno 2.9's setTimeout behaves (measured on Linux): the delay is cut to
- * whole milliseconds, the callback runs about 0.1 ms after that, and never
- * sooner than about 2 ms after arming, whatever delay was asked for.
+ * whole milliseconds and never comes sooner than about 2 ms after arming.
+ * How late the callback runs after the whole-millisecond delay depends on
+ * where the timer was armed: about 0.1 ms when armed from a timer callback
+ * (as the queue re-arms itself), about 1.2 ms (0.3–2.2) when armed from
+ * anywhere else, such as a request handler setting a first token's deadline.
  */
 const TIMER_SLACK_MS = 0.1;
+const OUTSIDE_SLACK_MS = 1.2;
 const TIMER_FLOOR_MS = 2 + TIMER_SLACK_MS;
 
 /**
@@ -45,7 +49,7 @@ export class TimerQueue {
     const h: TimerHandle = { at, fn, pos: this.#heap.length };
     this.#heap.push(h);
     this.#up(h.pos);
-    if (this.#heap[0] === h && !this.#firing) this.#arm();
+    if (this.#heap[0] === h && !this.#firing) this.#arm(OUTSIDE_SLACK_MS);
     return h;
   }
 
@@ -81,16 +85,18 @@ export class TimerQueue {
     this.#armedAt = Infinity;
   }
 
-  #arm(): void {
+  /** `slack`: how late a callback armed from here runs (see TIMER_SLACK_MS). */
+  #arm(slack: number): void {
     const first = this.#heap[0];
     if (!first) return this.#disarm();
     if (this.#timer !== undefined && this.#armedAt <= first.at) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAt = first.at;
-    // Whole-millisecond delays that land about TIMER_SLACK_MS late: round so
-    // the wake-up falls within half a millisecond of the deadline, on either
-    // side; #fire runs whatever is due within DUE_WINDOW_MS.
-    const delay = Math.max(0, Math.round(first.at - performance.now() - TIMER_SLACK_MS));
+    // Whole-millisecond delays that land `slack` late: round so the wake-up
+    // falls within half a millisecond of the deadline, on either side (more
+    // spread when armed from outside a timer); #fire runs whatever is due
+    // within DUE_WINDOW_MS.
+    const delay = Math.max(0, Math.round(first.at - performance.now() - slack));
     this.#timer = setTimeout(this.#fire, delay);
   }
 
@@ -116,7 +122,7 @@ export class TimerQueue {
     } finally {
       this.#firing = false;
     }
-    this.#arm();
+    this.#arm(TIMER_SLACK_MS);
   };
 
   /** Removes the earliest entry (cancel() without its general case). */
