@@ -29,6 +29,15 @@ const CONCURRENCY = (Deno.env.get("LAT_N") ?? "1,100,1000").split(",").map(Numbe
  * error; every stream lasts ~4.1 s, so all N are open together for most of it.
  */
 const RAMP_MS_PER_STREAM = 0.5;
+/**
+ * Warm-up per load-generator process before the measured run (bench/
+ * stream_client.c does the same): ~0.6 s of short streams. With only a
+ * handful, a stream's request is handled by barely compiled code (~0.8 ms
+ * from read to response head here), which shows as lateness of the whole
+ * stream.
+ */
+const WARM_ROUNDS = 3;
+const WARM_STREAMS = 40;
 
 export interface Stats {
   p50: number;
@@ -52,6 +61,10 @@ interface ClientResult {
   drift: Stats;
   /** Signed mean of arrival − schedule, ms (positive: late). */
   meanSigned: number;
+  /** |median error| per stream: lateness fixed at request intake, ms. */
+  offset: Stats;
+  /** |error − its stream's median| per token: pacing jitter, ms. */
+  jitter: Stats;
 }
 
 // ---------------------------------------------------------------- client side
@@ -63,8 +76,11 @@ async function runStream(
   tokens: number,
   errs: number[],
   drifts: number[],
+  offsets: number[],
+  jitter: number[],
 ): Promise<{ signed: number; n: number; ok: boolean }> {
   const buf = new Uint8Array(64 * 1024);
+  const mine: number[] = []; // this stream's signed errors
   const sent = performance.now();
   await conn.write(request);
   let frames = 0; // SSE frames seen ("\n\n"-terminated): tokens, then [DONE]
@@ -87,12 +103,26 @@ async function runStream(
       if (k >= tokens) continue; // [DONE]
       const err = now - (sent + TTFT + k * ITL);
       signed += err;
+      mine.push(err);
       errs.push(Math.abs(err));
       if (k === tokens - 1) drifts.push(Math.abs(err));
     }
     if (frames > tokens) break;
   }
+  splitOffset(mine, offsets, jitter);
   return { signed, n: Math.min(frames, tokens), ok: frames > tokens };
+}
+
+/**
+ * Splits one stream's signed errors into its offset (their median: how late
+ * the whole stream runs, fixed when the request was taken in) and each
+ * token's jitter around it.
+ */
+function splitOffset(mine: number[], offsets: number[], jitter: number[]): void {
+  if (mine.length === 0) return;
+  const offset = Float64Array.from(mine).sort()[mine.length >> 1];
+  offsets.push(Math.abs(offset));
+  for (const e of mine) jitter.push(Math.abs(e - offset));
 }
 
 /** Over how long the stream starts are spread, ms. */
@@ -134,6 +164,10 @@ function closeAll(conns: Deno.Conn[]): void {
 interface ClientPart {
   errs: number[];
   drifts: number[];
+  /** |median signed error| of each stream. */
+  offsets: number[];
+  /** |error − its stream's median| of each token. */
+  jitter: number[];
   signed: number;
   tokens: number;
   completed: number;
@@ -154,26 +188,39 @@ async function clientMain(
   const u = new URL(url);
   const mine: number[] = [];
   for (let i = rank; i < streams; i += procs) mine.push(i);
-  // Warm-up: a few short streams so neither side measures its JIT.
-  const warm = await connectAll(u, 10);
-  await Promise.all(warm.map((c) => runStream(c, requestBytes(u, 5), 5, [], [])));
-  closeAll(warm);
+  // Warm-up: WARM_ROUNDS rounds of WARM_STREAMS short streams, so the
+  // server's request path is compiled (not interpreted) when measuring.
+  for (let round = 0; round < WARM_ROUNDS; round++) {
+    const warm = await connectAll(u, WARM_STREAMS);
+    await Promise.all(warm.map((c) => runStream(c, requestBytes(u, 5), 5, [], [], [], [])));
+    closeAll(warm);
+  }
   // Connect first so connection set-up does not shift any stream's schedule.
   const conns = await connectAll(u, mine.length);
   const request = requestBytes(u, TOKENS);
   const errs: number[] = [];
   const drifts: number[] = [];
+  const offsets: number[] = [];
+  const jitter: number[] = [];
   const gap = streams > 1 ? rampMs(streams) / streams : 0;
   const t0 = startEpoch - performance.timeOrigin;
   const runs: Promise<{ signed: number; n: number; ok: boolean }>[] = [];
   for (let j = 0; j < mine.length; j++) {
     const wait = t0 + mine[j] * gap - performance.now();
     if (wait >= 3) await new Promise((r) => setTimeout(r, wait - 2));
-    runs.push(runStream(conns[j], request, TOKENS, errs, drifts));
+    runs.push(runStream(conns[j], request, TOKENS, errs, drifts, offsets, jitter));
   }
   const results = await Promise.all(runs);
   closeAll(conns);
-  const part: ClientPart = { errs, drifts, signed: 0, tokens: 0, completed: 0 };
+  const part: ClientPart = {
+    errs,
+    drifts,
+    offsets,
+    jitter,
+    signed: 0,
+    tokens: 0,
+    completed: 0,
+  };
   for (const r of results) {
     part.signed += r.signed;
     part.tokens += r.n;
@@ -187,23 +234,45 @@ async function clientMain(
 /** Load-generator processes per run: reading 50 000 frames/s is a core's work. */
 const procsFor = (streams: number) => streams >= 100 ? 2 : 1;
 
+let compiled: Promise<string | null> | undefined;
+
+/**
+ * The load generator in C (bench/stream_client.c, built with `cc` once per
+ * run): the same measurement as the Deno client in this file, at a fraction
+ * of its CPU, which matters with server and clients sharing two cores. Null
+ * (use the Deno client) when there is no C compiler or LAT_CLIENT=deno.
+ */
+function cClient(): Promise<string | null> {
+  return compiled ??= (async () => {
+    if (Deno.env.get("LAT_CLIENT") === "deno") return null;
+    const bin = `${await Deno.makeTempDir()}/stream_client`;
+    const src = new URL("./stream_client.c", import.meta.url).pathname;
+    try {
+      const out = await new Deno.Command("cc", { args: ["-O2", "-o", bin, src] }).output();
+      return out.success ? bin : null;
+    } catch {
+      return null; // no cc
+    }
+  })();
+}
+
+/** Which load generator runClients uses. */
+export async function clientName(): Promise<string> {
+  return await cClient() ? "bench/stream_client.c (C, epoll)" : "Deno subprocess (raw sockets)";
+}
+
 async function runClients(url: string, streams: number): Promise<ClientResult> {
   const procs = procsFor(streams);
   // Leave time for the processes to start, warm up and connect.
   const startEpoch = Date.now() + 1500 + streams;
+  const bin = await cClient();
+  const u = new URL(url);
   const parts = await Promise.all(Array.from({ length: procs }, async (_, rank) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        import.meta.filename!,
-        "--client",
-        url,
-        String(streams),
-        String(rank),
-        String(procs),
-        String(startEpoch),
-      ],
+    const shared = [String(streams), String(rank), String(procs), String(startEpoch)];
+    const out = await new Deno.Command(bin ?? Deno.execPath(), {
+      args: bin
+        ? [u.hostname, u.port, ...shared, String(TTFT), String(ITL), String(TOKENS)]
+        : ["run", "-A", import.meta.filename!, "--client", url, ...shared],
       stdout: "piped",
       stderr: "inherit",
     }).output();
@@ -220,6 +289,8 @@ async function runClients(url: string, streams: number): Promise<ClientResult> {
     tokenErr: stats(errs),
     drift: stats(drifts),
     meanSigned: tokens > 0 ? signed / tokens : NaN,
+    offset: stats(parts.flatMap((p) => p.offsets)),
+    jitter: stats(parts.flatMap((p) => p.jitter)),
   };
 }
 
@@ -232,8 +303,18 @@ export interface LatencyRow {
   tokenErr: Stats;
   drift: Stats;
   meanSigned: number;
+  offset: Stats;
+  jitter: Stats;
   /** Emission time vs the token's absolute deadline, on the server. */
   serverErr: Stats;
+}
+
+/** One table row's cells after "streams". */
+function cells(r: ClientResult, server: Stats | null): string {
+  const srv = server ? `${fmt(server.p50)} | ${fmt(server.p99)}` : "— | —";
+  return `${r.completed}/${r.streams} | ${fmt(r.tokenErr.p50)} | ${fmt(r.tokenErr.p99)} | ` +
+    `${fmt(r.drift.p50)} | ${fmt(r.drift.p99)} | ${fmt(r.drift.max)} | ${fmt(r.meanSigned)} | ` +
+    `${fmt(r.offset.p50)} | ${fmt(r.offset.p99)} | ${fmt(r.jitter.p99)} | ${srv} |`;
 }
 
 /** Runs the clients against bench/baseline.ts --paced (a subprocess). */
@@ -302,13 +383,7 @@ export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow
       const r = await runClients(running.url, n);
       const s = stats(serverErrs);
       figures.push({ ...r, serverErr: s });
-      rows.push(
-        `| ${n} | ${r.completed}/${r.streams} | ${fmt(r.tokenErr.p50)} | ${
-          fmt(r.tokenErr.p99)
-        } | ` +
-          `${fmt(r.drift.p50)} | ${fmt(r.drift.p99)} | ${fmt(r.drift.max)} | ` +
-          `${fmt(r.meanSigned)} | ${fmt(s.p50)} | ${fmt(s.p99)} |`,
-      );
+      rows.push(`| ${n} | ${cells(r, s)}`);
     }
   } finally {
     await running.shutdown();
@@ -317,25 +392,24 @@ export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow
   // stream, nothing else), measured by the same clients at the largest level.
   const top = Math.max(...CONCURRENCY);
   const bare = await pacedBaseline(top);
-  rows.push(
-    `| ${top}, bare Deno.serve | ${bare.completed}/${bare.streams} | ${fmt(bare.tokenErr.p50)} | ` +
-      `${fmt(bare.tokenErr.p99)} | ${fmt(bare.drift.p50)} | ${fmt(bare.drift.p99)} | ` +
-      `${fmt(bare.drift.max)} | ${fmt(bare.meanSigned)} | — | — |`,
-  );
+  rows.push(`| ${top}, bare Deno.serve | ${cells(bare, null)}`);
   const markdown = [
     `### Latency accuracy (TTFT ${TTFT} ms, ITL ${ITL} ms, ${TOKENS} tokens, streaming completions)`,
     "",
-    "Load generator: separate Deno subprocesses (two from 100 streams up), raw keep-alive " +
-    "HTTP/1.1 connections opened " +
+    `Load generator: ${await clientName()}, separate processes (two from 100 streams up), ` +
+    "raw keep-alive HTTP/1.1 connections opened " +
     `before the run; stream starts spread over max(${ITL} ms, N × ${RAMP_MS_PER_STREAM} ms). Errors are |arrival − schedule| in ms ` +
     "on the client's clock, schedule = send time + TTFT + k·ITL. Targets at 1000 streams: " +
     "token p50 ≤ 1, p99 ≤ 5, last-token drift ≤ 2. The last row is the yardstick: a bare " +
     "Deno.serve (bench/baseline.ts --paced) sending the same frames on one absolute-deadline " +
-    "timer per stream, measured by the same clients.",
+    "timer per stream, measured by the same clients. Stream offset: the median error of " +
+    "each stream (how late the whole stream runs: set when its request is taken in); " +
+    "jitter: each token's distance from its stream's median (pacing).",
     "",
     "| streams | completed | token err p50 | token err p99 | drift p50 | drift p99 | drift max " +
-    "| mean signed err | server err p50 | server err p99 |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| mean signed err | stream offset p50 | stream offset p99 | jitter p99 " +
+    "| server err p50 | server err p99 |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows,
     "",
   ].join("\n");
