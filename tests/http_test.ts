@@ -153,6 +153,22 @@ Deno.test("404 and 405 in the error shape", async () => {
   assert.match(b.headers.get("allow") ?? "", /POST/);
 });
 
+Deno.test("a body that is not JSON: 400 naming the parse error, sized or chunked", async () => {
+  await using s = await startSim();
+  const sized = await s.post("/v1/chat/completions", "{not json");
+  const chunked = await fetch(`${s.url}/v1/chat/completions`, {
+    method: "POST",
+    body: ReadableStream.from([new TextEncoder().encode("{not json")]),
+    headers: { "content-type": "application/json" },
+  });
+  for (const res of [sized, chunked]) {
+    assert.equal(res.status, 400);
+    const { error } = await res.json();
+    assert.match(error.message, /^Invalid JSON in request body: \S/);
+    assert.equal(error.type, "BadRequestError");
+  }
+});
+
 Deno.test("request body limit → 413", async () => {
   await using s = await startSim(["--max-request-body-size-mb", "1"]);
   const big = JSON.stringify(chat({ pad: "x".repeat(1_100_000) }));
