@@ -15,6 +15,7 @@
 const ROOT = new URL("../", import.meta.url);
 const DENO = Deno.execPath();
 const HOST = "127.0.0.1";
+const V8_FLAGS = "--v8-flags=--no-allocation-site-pretenuring";
 
 // ---------------------------------------------------------------------------
 // Options.
@@ -71,7 +72,9 @@ interface Proc {
  */
 function spawnDeno(args: string[], opts: { files?: number; stdout?: boolean } = {}): Proc {
   // --no-lock: many short-lived, killed processes must not rewrite deno.lock.
-  const argv = [DENO, "run", "-A", "--no-lock", ...args];
+  // The V8 flag is the one `deno task start` and the compiled binary run
+  // with (see docs/performance.md, "Pretenuring").
+  const argv = [DENO, "run", "-A", "--no-lock", V8_FLAGS, ...args];
   const cmd = opts.files
     ? new Deno.Command("sh", {
       args: ["-c", `ulimit -n ${opts.files} 2>/dev/null; exec "$@"`, "sh", ...argv],
