@@ -74,6 +74,7 @@ export class Job {
   /** Next step to emit and its absolute deadline. */
   step = 0;
   nextAt = 0;
+  /** The job's timer entry, reused for every step (pending while pos >= 0). */
   timer: TimerHandle | null = null;
   /** Set when the job starts: its timer callback, made once rather than per token. */
   wake: () => void = () => {};
@@ -241,7 +242,6 @@ export class Engine {
    * `now` is a clock reading the caller just took, if it has one.
    */
   #advance = (job: Job, now = performance.now()): void => {
-    job.timer = null;
     const spec = job.spec;
     const observers = this.observers;
     // With no gaps the rest of the answer is one burst (no interval to draw).
@@ -251,7 +251,7 @@ export class Engine {
       // burst of due tokens (zero latency, or catching up) costs one read.
       if (!this.timers.isDue(job.nextAt, now)) now = performance.now();
       if (!this.timers.isDue(job.nextAt, now)) {
-        job.timer = this.timers.at(job.nextAt, job.wake);
+        job.timer = this.timers.at(job.nextAt, job.wake, job.timer);
         job.sink.onPause?.(job);
         return;
       }

@@ -44,9 +44,21 @@ export class TimerQueue {
     return this.#heap.length;
   }
 
-  /** Runs `fn` at absolute time `at` (performance.now() scale). */
-  at(at: number, fn: () => void): TimerHandle {
-    const h: TimerHandle = { at, fn, pos: this.#heap.length };
+  /**
+   * Runs `fn` at absolute time `at` (performance.now() scale). A caller that
+   * schedules over and over (a stream, token after token) passes back its
+   * fired handle to be reused instead of allocating one per call.
+   */
+  at(at: number, fn: () => void, reuse?: TimerHandle | null): TimerHandle {
+    let h: TimerHandle;
+    if (reuse && reuse.pos < 0) {
+      h = reuse;
+      h.at = at;
+      h.fn = fn;
+      h.pos = this.#heap.length;
+    } else {
+      h = { at, fn, pos: this.#heap.length };
+    }
     this.#heap.push(h);
     this.#up(h.pos);
     if (this.#heap[0] === h && !this.#firing) this.#arm(OUTSIDE_SLACK_MS);
