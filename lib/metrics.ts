@@ -165,11 +165,14 @@ class LiveHistogram {
   readonly type = "histogram";
   readonly aggregator = "sum";
   readonly #counts: Float64Array;
+  /** The bucket a 0 falls in (-1: none), found once rather than per call. */
+  readonly #zeroBucket: number;
   #count = 0;
   #sum = 0;
 
   constructor(readonly name: string, readonly help: string, readonly bounds: readonly number[]) {
     this.#counts = new Float64Array(bounds.length);
+    this.#zeroBucket = bounds.findIndex((b) => b >= 0);
   }
 
   /** Records `value` (non-finite values are ignored). */
@@ -189,8 +192,7 @@ class LiveHistogram {
   /** Records `n` observations of 0 (the sum is unchanged). */
   observeZeros(n: number): void {
     if (n <= 0) return;
-    const i = this.bounds.findIndex((b) => b >= 0);
-    if (i >= 0) this.#counts[i] += n;
+    if (this.#zeroBucket >= 0) this.#counts[this.#zeroBucket] += n;
     this.#count += n;
   }
 
@@ -565,15 +567,14 @@ export class Metrics {
     if (gaps) {
       // time_per_output_token is vLLM's older name for the per-gap
       // inter-token latency: both observe every gap (the reference does too).
-      for (
-        const hist of [
-          h["vllm:inter_token_latency_seconds"],
-          h["vllm:time_per_output_token_seconds"],
-        ]
-      ) {
-        for (const g of gaps.gaps) hist.observe(g);
-        hist.observeZeros(gaps.zeros);
+      const itl = h["vllm:inter_token_latency_seconds"];
+      const perToken = h["vllm:time_per_output_token_seconds"];
+      for (const g of gaps.gaps) {
+        itl.observe(g);
+        perToken.observe(g);
       }
+      itl.observeZeros(gaps.zeros);
+      perToken.observeZeros(gaps.zeros);
     }
     h["vllm:request_prompt_tokens"].observe(spec.promptTokens);
     h["vllm:request_generation_tokens"].observe(emitted);
