@@ -122,7 +122,7 @@ export class TimerQueue {
       let ran = 0;
       while (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
         const h = heap[0];
-        this.#popFirst();
+        this.cancel(h);
         try {
           h.fn();
         } catch (e) {
@@ -136,18 +136,6 @@ export class TimerQueue {
     }
     this.#arm(TIMER_SLACK_MS);
   };
-
-  /** Removes the earliest entry (cancel() without its general case). */
-  #popFirst(): void {
-    const heap = this.#heap;
-    heap[0].pos = -1;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      last.pos = 0;
-      this.#down(0);
-    }
-  }
 
   #up(i: number): void {
     const heap = this.#heap;
