@@ -21,6 +21,12 @@ export interface PlannedChoice {
   /** Output tokens. */
   length: number;
   finishReason: FinishReason;
+  /**
+   * The text has nothing JSON must escape (it comes from the built-in
+   * sentences, tests/content_test.ts checks them), so writing it into JSON
+   * needs quotes only, not JSON.stringify (~0.5 µs for 100 tokens).
+   */
+  jsonSafe: boolean;
 }
 
 /** One prompt as the engine sees it. */
@@ -62,7 +68,13 @@ export function planGeneration(
   const choices: PlannedChoice[] = [];
   for (let i = 0; i < params.n; i++) {
     if (flags.forceCacheThreshold) {
-      choices.push({ tokens: [], text: "", length: 0, finishReason: "cache_threshold" });
+      choices.push({
+        tokens: [],
+        text: "",
+        length: 0,
+        finishReason: "cache_threshold",
+        jsonSafe: true,
+      });
     } else if (remoteDecode) {
       // Prefill side of P/D: one token, then the decode side takes over.
       const t = randomText(rng, 1, params.stream);
@@ -71,10 +83,17 @@ export function planGeneration(
         text: t.text,
         length: t.length,
         finishReason: "remote_decode",
+        jsonSafe: true,
       });
     } else if (cfg.mode === "echo") {
       const tokens = echoTokens(sim.tokenizer, prompt.echoText);
-      choices.push({ tokens, text: tokens.join(""), length: tokens.length, finishReason: "stop" });
+      choices.push({
+        tokens,
+        text: tokens.join(""),
+        length: tokens.length,
+        finishReason: "stop",
+        jsonSafe: false, // the client's own text
+      });
     } else {
       const len = responseLength(rng, {
         maxTokens: params.maxTokens,
@@ -85,6 +104,7 @@ export function planGeneration(
       choices.push({
         ...randomText(rng, len.length, params.stream),
         finishReason: len.finishReason,
+        jsonSafe: true,
       });
     }
   }

@@ -55,7 +55,7 @@ function chatResponseJson(id: string, created: number, model: string, plan: Gene
   for (let i = 0; i < plan.choices.length; i++) {
     const c = plan.choices[i];
     choices += `${i === 0 ? "" : ","}{"index":${i},"message":{"role":"assistant","content":${
-      JSON.stringify(c.text)
+      c.jsonSafe ? `"${c.text}"` : JSON.stringify(c.text)
     },"tool_calls":[]},"logprobs":null,"finish_reason":${
       JSON.stringify(c.finishReason)
     },"stop_reason":null}`;

@@ -356,3 +356,13 @@ Deno.test("bucketRange: the reference simulator's bucket edges", () => {
   assert.deepEqual(ranges(101), [[1, 20], [21, 40], [41, 60], [61, 80], [81, 100]]);
   assert.deepEqual(ranges(11), [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]);
 });
+
+Deno.test("built-in sentences need no JSON escaping (answers quote them as they are)", () => {
+  for (const s of SENTENCES) assert.equal(JSON.stringify(s), `"${s}"`, s);
+  // Random text is cut from them and joined with spaces: still nothing to escape.
+  const rng = new Rng(7);
+  for (const n of [1, 5, 100, 1000]) {
+    const { text } = randomText(rng, n, false);
+    assert.equal(JSON.stringify(text), `"${text}"`);
+  }
+});
