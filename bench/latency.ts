@@ -52,7 +52,7 @@ function stats(values: Float64Array | number[]): Stats {
   return { p50: at(0.5), p99: at(0.99), max: a[a.length - 1] };
 }
 
-interface ClientResult {
+export interface ClientResult {
   streams: number;
   completed: number;
   /** |arrival − schedule| of every token, ms. */
@@ -352,7 +352,9 @@ export async function latencyBench(): Promise<string> {
 }
 
 /** Runs the benchmark: the markdown table and the figures behind it. */
-export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow[] }> {
+export async function latencyRun(): Promise<
+  { markdown: string; rows: LatencyRow[]; bare: ClientResult }
+> {
   const running = await startServers([
     "--model",
     "bench-model",
@@ -413,7 +415,7 @@ export async function latencyRun(): Promise<{ markdown: string; rows: LatencyRow
     ...rows,
     "",
   ].join("\n");
-  return { markdown, rows: figures };
+  return { markdown, rows: figures, bare };
 }
 
 if (import.meta.main) {

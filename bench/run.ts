@@ -3,14 +3,15 @@
  *
  * Starts the simulator and a bare `Deno.serve` baseline (bench/baseline.ts)
  * as separate subprocesses and loads them one after the other with the same
- * generator settings, then measures token timing (bench/latency.ts, when that
- * module exists), the memory of 10 000 idle streams and the start-up time.
+ * generator settings, then measures token timing (bench/latency.ts), the
+ * memory of 10 000 idle streams and the start-up time.
  * Prints a markdown table. Only ever talks to 127.0.0.1.
  *
  * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
  * --connections <n> (64), --streams <n> idle streams (10000),
  * --only throughput,timing,memory,startup.
  */
+import { latencyRun, type Stats } from "./latency.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const DENO = Deno.execPath();
@@ -306,68 +307,32 @@ async function throughput(gen: LoadGenerator): Promise<void> {
   }
 }
 
-/** bench/latency.ts belongs to the latency work; use it when it is there. */
+/** Token timing: bench/latency.ts, judged on its 1 000-stream row. */
 async function timing(): Promise<void> {
   const what = "Token-arrival error p50 / p99, drift (1 000 streams, TTFT 100 ms, ITL 20 ms)";
   const target = "p50 ≤ 1 ms, p99 ≤ 5 ms, drift ≤ 2 ms";
-  const url = new URL("./latency.ts", import.meta.url);
+  let out: Awaited<ReturnType<typeof latencyRun>>;
   try {
-    await Deno.stat(url);
-  } catch {
-    rows.push({
-      what,
-      sim: "not measured (bench/latency.ts absent)",
-      baseline: "—",
-      result: "—",
-      target,
-      met: null,
-    });
-    return;
-  }
-  let text: string;
-  let at1000: { p50: number; p99: number; drift: number } | null = null;
-  try {
-    // A computed specifier: type-checking must not require the file.
-    const mod: { latencyBench?: unknown; latencyRun?: unknown } = await import(url.href);
-    if (typeof mod.latencyRun === "function") {
-      // Structured figures: the row for 1000 streams (or the largest level run).
-      const out = await (mod.latencyRun as () => Promise<LatencyRunResult>)();
-      text = out.markdown.trim();
-      const row = out.rows.find((r) => r.streams === 1000) ?? out.rows.at(-1);
-      if (row) at1000 = { p50: row.tokenErr.p50, p99: row.tokenErr.p99, drift: row.drift.p99 };
-    } else if (typeof mod.latencyBench === "function") {
-      text = String(await (mod.latencyBench as () => Promise<unknown>)()).trim();
-    } else {
-      throw new Error("no latencyRun or latencyBench export");
-    }
+    out = await latencyRun();
   } catch (e) {
     rows.push({ what, sim: `failed: ${e}`, baseline: "—", result: "—", target, met: null });
     return;
   }
-  if (at1000) {
-    const { p50, p99, drift } = at1000;
-    rows.push({
-      what,
-      sim: `p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, last-token drift p99 ${fmt(drift, 2)} ms`,
-      baseline: "—",
-      result: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms, drift ${fmt(drift, 2)} ms`,
-      target,
-      met: p50 <= 1 && p99 <= 5 && drift <= 2,
-    });
-  } else {
-    rows.push({ what, sim: "see below", baseline: "—", result: "see below", target, met: null });
-  }
-  notes.push(`Token timing (bench/latency.ts):\n\n${text}`);
-}
-
-/** What bench/latency.ts's latencyRun() returns (only the fields used here). */
-interface LatencyRunResult {
-  markdown: string;
-  rows: {
-    streams: number;
-    tokenErr: { p50: number; p99: number };
-    drift: { p99: number };
-  }[];
+  const row = out.rows.find((r) => r.streams === 1000) ?? out.rows.at(-1)!;
+  const figures = (r: { tokenErr: Stats; drift: Stats }) =>
+    `p50 ${fmt(r.tokenErr.p50, 2)} ms, p99 ${fmt(r.tokenErr.p99, 2)} ms, ` +
+    `last-token drift p99 ${fmt(r.drift.p99, 2)} ms`;
+  const { p50, p99 } = row.tokenErr;
+  const drift = row.drift.p99;
+  rows.push({
+    what,
+    sim: figures(row),
+    baseline: figures(out.bare),
+    result: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms, drift ${fmt(drift, 2)} ms`,
+    target,
+    met: p50 <= 1 && p99 <= 5 && drift <= 2,
+  });
+  notes.push(`Token timing (bench/latency.ts):\n\n${out.markdown.trim()}`);
 }
 
 interface IdleFootprint {
