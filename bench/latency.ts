@@ -297,14 +297,7 @@ async function runClients(url: string, streams: number): Promise<ClientResult> {
 const fmt = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "n/a";
 
 /** One concurrency level's figures (ms). */
-export interface LatencyRow {
-  streams: number;
-  completed: number;
-  tokenErr: Stats;
-  drift: Stats;
-  meanSigned: number;
-  offset: Stats;
-  jitter: Stats;
+export interface LatencyRow extends ClientResult {
   /** Emission time vs the token's absolute deadline, on the server. */
   serverErr: Stats;
 }
