@@ -216,26 +216,27 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < nerr; i++) printf(i ? ",%.4f" : "%.4f", errs[i]);
   printf("],\"drifts\":[");
   for (int i = 0; i < ndrift; i++) printf(i ? ",%.4f" : "%.4f", drifts[i]);
-  printf("],\"offsets\":[");
+  /* Each stream's offset: the median of its signed errors, found once. */
+  double *offset = malloc(mine * sizeof *offset);
   double *tmp = malloc(tokens * sizeof *tmp);
-  int first = 1;
   for (int j = 0; j < mine; j++) {
     if (nserr[j] == 0) continue;
     memcpy(tmp, serr + (size_t)j * tokens, nserr[j] * sizeof *tmp);
     qsort(tmp, nserr[j], sizeof *tmp, by_value);
-    double off = tmp[nserr[j] / 2];
-    printf(first ? "%.4f" : ",%.4f", off < 0 ? -off : off);
+    offset[j] = tmp[nserr[j] / 2];
+  }
+  printf("],\"offsets\":[");
+  int first = 1;
+  for (int j = 0; j < mine; j++) {
+    if (nserr[j] == 0) continue;
+    printf(first ? "%.4f" : ",%.4f", offset[j] < 0 ? -offset[j] : offset[j]);
     first = 0;
   }
   printf("],\"jitter\":[");
   first = 1;
   for (int j = 0; j < mine; j++) {
-    if (nserr[j] == 0) continue;
-    memcpy(tmp, serr + (size_t)j * tokens, nserr[j] * sizeof *tmp);
-    qsort(tmp, nserr[j], sizeof *tmp, by_value);
-    double off = tmp[nserr[j] / 2];
     for (int k = 0; k < nserr[j]; k++) {
-      double d = serr[(size_t)j * tokens + k] - off;
+      double d = serr[(size_t)j * tokens + k] - offset[j];
       printf(first ? "%.4f" : ",%.4f", d < 0 ? -d : d);
       first = 0;
     }
