@@ -16,7 +16,10 @@ import { latencyRun, type Stats } from "./latency.ts";
 const ROOT = new URL("../", import.meta.url);
 const DENO = Deno.execPath();
 const HOST = "127.0.0.1";
-const V8_FLAGS = "--v8-flags=--no-allocation-site-pretenuring";
+/** The V8 flags `deno task start` runs the simulator with (deno.json). */
+const V8_FLAGS =
+  (JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks.start as string)
+    .split(" ").find((a) => a.startsWith("--v8-flags=")) ?? "--v8-flags=";
 
 // ---------------------------------------------------------------------------
 // Options.
@@ -73,8 +76,8 @@ interface Proc {
  */
 function spawnDeno(args: string[], opts: { files?: number; stdout?: boolean } = {}): Proc {
   // --no-lock: many short-lived, killed processes must not rewrite deno.lock.
-  // The V8 flag is the one `deno task start` and the compiled binary run
-  // with (see docs/performance.md, "Pretenuring").
+  // The V8 flags are the ones `deno task start` and the compiled binary run
+  // with (see docs/performance.md).
   const argv = [DENO, "run", "-A", "--no-lock", V8_FLAGS, ...args];
   const cmd = opts.files
     ? new Deno.Command("sh", {

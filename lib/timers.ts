@@ -5,6 +5,8 @@
  * wake-up instead of one runtime timer per token per stream.
  */
 
+import { clearImmediate, setImmediate } from "node:timers";
+
 export interface TimerHandle {
   at: number;
   fn: () => void;
@@ -18,7 +20,8 @@ export interface TimerHandle {
  * How late the callback runs after the whole-millisecond delay depends on
  * where the timer was armed: about 0.1 ms when armed from a timer callback
  * (as the queue re-arms itself), about 1.2 ms (0.3–2.2) when armed from
- * anywhere else, such as a request handler setting a first token's deadline.
+ * anywhere else, such as a request handler setting a first token's deadline
+ * or a setImmediate callback.
  */
 const TIMER_SLACK_MS = 0.1;
 const OUTSIDE_SLACK_MS = 1.2;
@@ -33,9 +36,21 @@ const TIMER_FLOOR_MS = 2 + TIMER_SLACK_MS;
  */
 export const DUE_WINDOW_MS = TIMER_FLOOR_MS / 2;
 
+/**
+ * The longest run of callbacks between two turns of the event loop. Bytes
+ * that callbacks hand to the runtime reach their sockets, and new requests
+ * are read, only between turns; so a wake-up with many due deadlines (a
+ * thousand streams put ~100 tokens in each) runs in slices and yields
+ * (setImmediate) in between, instead of holding every frame and every
+ * arriving request until the whole burst is done.
+ */
+const SLICE_MS = 0.2;
+
 export class TimerQueue {
   #heap: TimerHandle[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while a burst is paused between slices (see SLICE_MS). */
+  #immediate: ReturnType<typeof setImmediate> | undefined;
   #armedAt = Infinity;
   /** Inside #fire: re-arm once at the end, not on every insertion. */
   #firing = false;
@@ -93,7 +108,9 @@ export class TimerQueue {
 
   #disarm(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#immediate !== undefined) clearImmediate(this.#immediate);
     this.#timer = undefined;
+    this.#immediate = undefined;
     this.#armedAt = Infinity;
   }
 
@@ -101,6 +118,8 @@ export class TimerQueue {
   #arm(slack: number): void {
     const first = this.#heap[0];
     if (!first) return this.#disarm();
+    // A paused burst resumes at once and looks at the heap afresh.
+    if (this.#immediate !== undefined) return;
     if (this.#timer !== undefined && this.#armedAt <= first.at) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAt = first.at;
@@ -112,13 +131,21 @@ export class TimerQueue {
     this.#timer = setTimeout(this.#fire, delay);
   }
 
-  #fire = (): void => {
+  #fire = (): void => this.#run(TIMER_SLACK_MS);
+  #resume = (): void => {
+    this.#immediate = undefined;
+    this.#run(OUTSIDE_SLACK_MS);
+  };
+
+  /** Runs due callbacks for up to SLICE_MS; `slack`: see #arm. */
+  #run(slack: number): void {
     this.#timer = undefined;
     this.#armedAt = Infinity;
     const heap = this.#heap;
     this.#firing = true;
+    let now = performance.now();
     try {
-      let now = performance.now();
+      const stop = now + SLICE_MS;
       let ran = 0;
       while (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
         const h = heap[0];
@@ -128,14 +155,18 @@ export class TimerQueue {
         } catch (e) {
           console.error("timer callback failed", e);
         }
-        // Callbacks take time; refresh the clock now and then, not every time.
-        if ((++ran & 15) === 0) now = performance.now();
+        // Callbacks take time; read the clock now and then, not every time.
+        if ((++ran & 7) === 0 && (now = performance.now()) >= stop) break;
       }
     } finally {
       this.#firing = false;
     }
-    this.#arm(TIMER_SLACK_MS);
-  };
+    if (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
+      this.#immediate = setImmediate(this.#resume);
+    } else {
+      this.#arm(slack);
+    }
+  }
 
   #up(i: number): void {
     const heap = this.#heap;
