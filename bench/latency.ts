@@ -65,6 +65,8 @@ export interface ClientResult {
   offset: Stats;
   /** |error − its stream's median| per token: pacing jitter, ms. */
   jitter: Stats;
+  /** Request sent → first byte of the response (its head), ms: intake. */
+  head: Stats;
 }
 
 // ---------------------------------------------------------------- client side
@@ -78,6 +80,7 @@ async function runStream(
   drifts: number[],
   offsets: number[],
   jitter: number[],
+  heads: number[],
 ): Promise<{ signed: number; n: number; ok: boolean }> {
   const buf = new Uint8Array(64 * 1024);
   const mine: number[] = []; // this stream's signed errors
@@ -85,11 +88,16 @@ async function runStream(
   await conn.write(request);
   let frames = 0; // SSE frames seen ("\n\n"-terminated): tokens, then [DONE]
   let prevNl = false;
+  let heard = false;
   let signed = 0;
   for (;;) {
     const n = await conn.read(buf);
     const now = performance.now();
     if (n === null) break;
+    if (!heard) {
+      heard = true;
+      heads.push(now - sent);
+    }
     let got = 0;
     for (let i = 0; i < n; i++) {
       const nl = buf[i] === 10;
@@ -168,6 +176,8 @@ interface ClientPart {
   offsets: number[];
   /** |error − its stream's median| of each token. */
   jitter: number[];
+  /** Request sent → first response byte, per stream. */
+  heads: number[];
   signed: number;
   tokens: number;
   completed: number;
@@ -192,7 +202,7 @@ async function clientMain(
   // server's request path is compiled (not interpreted) when measuring.
   for (let round = 0; round < WARM_ROUNDS; round++) {
     const warm = await connectAll(u, WARM_STREAMS);
-    await Promise.all(warm.map((c) => runStream(c, requestBytes(u, 5), 5, [], [], [], [])));
+    await Promise.all(warm.map((c) => runStream(c, requestBytes(u, 5), 5, [], [], [], [], [])));
     closeAll(warm);
   }
   // Connect first so connection set-up does not shift any stream's schedule.
@@ -202,13 +212,14 @@ async function clientMain(
   const drifts: number[] = [];
   const offsets: number[] = [];
   const jitter: number[] = [];
+  const heads: number[] = [];
   const gap = streams > 1 ? rampMs(streams) / streams : 0;
   const t0 = startEpoch - performance.timeOrigin;
   const runs: Promise<{ signed: number; n: number; ok: boolean }>[] = [];
   for (let j = 0; j < mine.length; j++) {
     const wait = t0 + mine[j] * gap - performance.now();
     if (wait >= 3) await new Promise((r) => setTimeout(r, wait - 2));
-    runs.push(runStream(conns[j], request, TOKENS, errs, drifts, offsets, jitter));
+    runs.push(runStream(conns[j], request, TOKENS, errs, drifts, offsets, jitter, heads));
   }
   const results = await Promise.all(runs);
   closeAll(conns);
@@ -217,6 +228,7 @@ async function clientMain(
     drifts,
     offsets,
     jitter,
+    heads,
     signed: 0,
     tokens: 0,
     completed: 0,
@@ -291,6 +303,7 @@ async function runClients(url: string, streams: number): Promise<ClientResult> {
     meanSigned: tokens > 0 ? signed / tokens : NaN,
     offset: stats(parts.flatMap((p) => p.offsets)),
     jitter: stats(parts.flatMap((p) => p.jitter)),
+    head: stats(parts.flatMap((p) => p.heads)),
   };
 }
 
@@ -307,7 +320,8 @@ function cells(r: ClientResult, server: Stats | null): string {
   const srv = server ? `${fmt(server.p50)} | ${fmt(server.p99)}` : "— | —";
   return `${r.completed}/${r.streams} | ${fmt(r.tokenErr.p50)} | ${fmt(r.tokenErr.p99)} | ` +
     `${fmt(r.drift.p50)} | ${fmt(r.drift.p99)} | ${fmt(r.drift.max)} | ${fmt(r.meanSigned)} | ` +
-    `${fmt(r.offset.p50)} | ${fmt(r.offset.p99)} | ${fmt(r.jitter.p99)} | ${srv} |`;
+    `${fmt(r.offset.p50)} | ${fmt(r.offset.p99)} | ${fmt(r.jitter.p99)} | ` +
+    `${fmt(r.head.p50)} | ${fmt(r.head.p99)} | ${srv} |`;
 }
 
 /** Runs the clients against bench/baseline.ts --paced (a subprocess). */
@@ -346,7 +360,7 @@ export async function latencyBench(): Promise<string> {
 
 /** Runs the benchmark: the markdown table and the figures behind it. */
 export async function latencyRun(): Promise<
-  { markdown: string; rows: LatencyRow[]; bare: ClientResult }
+  { markdown: string; rows: LatencyRow[]; bare: ClientResult | null }
 > {
   const running = await startServers([
     "--model",
@@ -386,8 +400,8 @@ export async function latencyRun(): Promise<
   // The yardstick: a bare Deno.serve pacing the same streams (one timer per
   // stream, nothing else), measured by the same clients at the largest level.
   const top = Math.max(...CONCURRENCY);
-  const bare = await pacedBaseline(top);
-  rows.push(`| ${top}, bare Deno.serve | ${cells(bare, null)}`);
+  const bare = Deno.env.get("LAT_BARE") === "0" ? null : await pacedBaseline(top);
+  if (bare) rows.push(`| ${top}, bare Deno.serve | ${cells(bare, null)}`);
   const markdown = [
     `### Latency accuracy (TTFT ${TTFT} ms, ITL ${ITL} ms, ${TOKENS} tokens, streaming completions)`,
     "",
@@ -399,12 +413,14 @@ export async function latencyRun(): Promise<
     "Deno.serve (bench/baseline.ts --paced) sending the same frames on one absolute-deadline " +
     "timer per stream, measured by the same clients. Stream offset: the median error of " +
     "each stream (how late the whole stream runs: set when its request is taken in); " +
-    "jitter: each token's distance from its stream's median (pacing).",
+    "jitter: each token's distance from its stream's median (pacing); head: request sent → " +
+    "first response byte (intake).",
     "",
     "| streams | completed | token err p50 | token err p99 | drift p50 | drift p99 | drift max " +
     "| mean signed err | stream offset p50 | stream offset p99 | jitter p99 " +
-    "| server err p50 | server err p99 |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| head p50 | head p99 | server err p50 | server err p99 |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: " +
+    "| ---: | ---: |",
     ...rows,
     "",
   ].join("\n");

@@ -330,7 +330,7 @@ async function timing(): Promise<void> {
   rows.push({
     what,
     sim: figures(row),
-    baseline: figures(out.bare),
+    baseline: out.bare ? figures(out.bare) : "—",
     result: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms, drift ${fmt(drift, 2)} ms`,
     target,
     met: p50 <= 1 && p99 <= 5 && drift <= 2,

@@ -32,6 +32,7 @@ typedef struct {
   int frames; /* SSE frames seen: tokens, then [DONE] */
   int prev_nl;
   int done;
+  int heard; /* any byte of the response seen */
   double sent;
 } Stream;
 
@@ -157,6 +158,8 @@ int main(int argc, char **argv) {
   size_t cap = (size_t)mine * tokens;
   double *errs = malloc(cap * sizeof *errs), *drifts = malloc(mine * sizeof *drifts);
   double *serr = malloc(cap * sizeof *serr); /* signed, per stream: j * tokens + k */
+  double *heads = malloc(mine * sizeof *heads);
+  int nheads = 0;
   int *nserr = calloc(mine, sizeof *nserr);
   size_t nerr = 0;
   int ndrift = 0, started = 0, finished = 0, completed = 0;
@@ -190,6 +193,10 @@ int main(int argc, char **argv) {
         }
         epoll_ctl(ep, EPOLL_CTL_DEL, st->fd, NULL);
         continue;
+      }
+      if (!st->heard) {
+        st->heard = 1;
+        heads[nheads++] = at - st->sent;
       }
       int got = count_frames(buf, r, &st->prev_nl);
       for (int g = 0; g < got; g++) {
@@ -241,6 +248,8 @@ int main(int argc, char **argv) {
       first = 0;
     }
   }
+  printf("],\"heads\":[");
+  for (int i = 0; i < nheads; i++) printf(i ? ",%.4f" : "%.4f", heads[i]);
   printf("],\"signed\":%.4f,\"tokens\":%ld,\"completed\":%d}\n", signed_sum, counted, completed);
   for (int j = 0; j < mine; j++) close(s[j].fd);
   return 0;
