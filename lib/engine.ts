@@ -150,9 +150,13 @@ export class Engine {
     return [...out];
   }
 
-  /** Admits or queues a request; a full queue answers 429 at once. */
-  submit(spec: JobSpec, sink: JobSink): Job {
-    const now = performance.now();
+  /**
+   * Admits or queues a request; a full queue answers 429 at once.
+   * `arrival`: when the request reached the server (performance.now()),
+   * if earlier than now; a request admitted at once starts from there.
+   */
+  submit(spec: JobSpec, sink: JobSink, arrival = performance.now()): Job {
+    const now = arrival;
     const job = new Job(spec, sink, now);
     // Jobs already waiting go first (FIFO): if the limits were raised since
     // they queued, start them before this one can take a slot.

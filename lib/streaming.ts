@@ -45,10 +45,17 @@ export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
 }
 
 /** Submits every plan; if one is refused (429), the others are withdrawn. */
-function submitAll(engine: Engine, plans: readonly GenerationPlan[], sinks: JobSink[]): Job[] {
+function submitAll(
+  engine: Engine,
+  plans: readonly GenerationPlan[],
+  sinks: JobSink[],
+  arrival: number | undefined,
+): Job[] {
   const jobs: Job[] = [];
   try {
-    for (let i = 0; i < plans.length; i++) jobs.push(engine.submit(plans[i].spec, sinks[i]));
+    for (let i = 0; i < plans.length; i++) {
+      jobs.push(engine.submit(plans[i].spec, sinks[i], arrival));
+    }
   } catch (e) {
     for (const j of jobs) engine.cancel(j);
     throw e;
@@ -97,6 +104,8 @@ export interface StreamOptions {
   continuousUsage: boolean;
   /** Aborts when the client goes away. */
   signal?: SignalSource;
+  /** When the request reached the server (performance.now()); default: now. */
+  arrival?: number;
 }
 
 /** An SSE body for the plans; throws (e.g. 429) before any byte is produced. */
@@ -179,7 +188,7 @@ export function streamPlans(
       }
     },
   }));
-  jobs = submitAll(engine, plans, sinks);
+  jobs = submitAll(engine, plans, sinks, opts.arrival);
   if (open) {
     const signal = opts.signal?.();
     // A client that left before we got here never fires "abort".
@@ -199,6 +208,7 @@ export function collectPlans(
   engine: Engine,
   plans: readonly GenerationPlan[],
   signal?: SignalSource,
+  arrival?: number,
 ): Promise<void> | null {
   let pending = plans.length;
   let resolve: (() => void) | undefined;
@@ -208,7 +218,7 @@ export function collectPlans(
     },
   };
   const sinks = new Array<JobSink>(plans.length).fill(sink);
-  const jobs = submitAll(engine, plans, sinks);
+  const jobs = submitAll(engine, plans, sinks, arrival);
   if (pending === 0) return null;
   return new Promise((res, reject) => {
     resolve = res;

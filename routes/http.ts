@@ -13,6 +13,11 @@ export interface RequestContext {
   /** X-Request-Id or a generated one. */
   requestId: string;
   /**
+   * performance.now() when the request's head reached the router: its
+   * arrival, from which its first token is timed.
+   */
+  arrival: number;
+  /**
    * A signal that aborts when the client disconnects. Ask for it only when
    * an answer has to wait: it costs a runtime op and, for requests Deno
    * cannot watch itself, a TCP-table watch (routes/disconnect.ts).

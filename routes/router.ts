@@ -105,6 +105,7 @@ export function createRouter(
 
 /** One request's context; a class so that a request allocates no closures. */
 class Context implements RequestContext {
+  readonly arrival = performance.now();
   #watch: Watch | undefined;
   #requestId: string | undefined;
   constructor(

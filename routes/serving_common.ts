@@ -49,10 +49,11 @@ export async function serveGeneration<B extends GenerationParams>(
     const stream = streamPlans(sim.engine, plans, ep.chunks(id, created, body), {
       ...body,
       signal: () => req.signal, // a streamed body is cancelled on disconnect anyway
+      arrival: ctx.arrival,
     });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  const running = collectPlans(sim.engine, plans, ctx.clientGone);
+  const running = collectPlans(sim.engine, plans, ctx.clientGone, ctx.arrival);
   if (running) await running;
   return jsonText(ep.respond(id, created, body, plans));
 }
