@@ -268,9 +268,22 @@ function cClient(): Promise<string | null> {
   })();
 }
 
-/** Which load generator runClients uses. */
+/**
+ * What a frame's arrival time is (LAT_STAMP): "kernel", the kernel's receive
+ * timestamp of its bytes at the client's socket (SO_TIMESTAMPNS; C client
+ * only), or "read", when the client's read returned. On a shared 2-core
+ * machine the clients wait for a CPU ~14 µs per wake-up on average and far
+ * longer at times; "read" counts that as the server's lateness.
+ */
+const STAMP = Deno.env.get("LAT_STAMP") === "read" ? "read" : "kernel";
+
+/** Which load generator runClients uses, and how it stamps arrivals. */
 export async function clientName(): Promise<string> {
-  return await cClient() ? "bench/stream_client.c (C, epoll)" : "Deno subprocess (raw sockets)";
+  return await cClient()
+    ? `bench/stream_client.c (C, epoll; arrival = ${
+      STAMP === "kernel" ? "kernel receive timestamp, SO_TIMESTAMPNS" : "read time"
+    })`
+    : "Deno subprocess (raw sockets; arrival = read time)";
 }
 
 async function runClients(url: string, streams: number): Promise<ClientResult> {
@@ -283,7 +296,7 @@ async function runClients(url: string, streams: number): Promise<ClientResult> {
     const shared = [String(streams), String(rank), String(procs), String(startEpoch)];
     const out = await new Deno.Command(bin ?? Deno.execPath(), {
       args: bin
-        ? [u.hostname, u.port, ...shared, String(TTFT), String(ITL), String(TOKENS)]
+        ? [u.hostname, u.port, ...shared, String(TTFT), String(ITL), String(TOKENS), STAMP]
         : ["run", "-A", import.meta.filename!, "--client", url, ...shared],
       stdout: "piped",
       stderr: "inherit",

@@ -4,7 +4,7 @@
  * (one epoll loop, one read per wake-up, no allocation per frame). It does
  * what latency.ts's Deno client does and prints the same JSON:
  *
- *   stream_client HOST PORT STREAMS RANK PROCS START_EPOCH_MS TTFT_MS ITL_MS TOKENS
+ *   stream_client HOST PORT STREAMS RANK PROCS START_EPOCH_MS TTFT_MS ITL_MS TOKENS [STAMP]
  *
  * Streams RANK, RANK+PROCS, ... of STREAMS are started at
  * START_EPOCH_MS + i * gap (gap = max(ITL, STREAMS * 0.5 ms) / STREAMS), each
@@ -13,6 +13,12 @@
  * send time + TTFT + k * ITL on this process's monotonic clock. Each
  * stream's offset (the median of its signed errors) and each token's jitter
  * around it are reported too.
+ *
+ * STAMP "kernel" (the default): a frame's arrival is the kernel's receive
+ * timestamp of the bytes at this socket (SO_TIMESTAMPNS), so time this
+ * process spends waiting for a CPU, which the server and the other client
+ * share, is not counted as the server's lateness. STAMP "read": the time
+ * the read returned (what a client application sees, scheduling included).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,6 +47,8 @@ static int by_value(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+static int kernel_stamps = 1;
+
 static double now_ms(clockid_t clock) {
   struct timespec ts;
   clock_gettime(clock, &ts);
@@ -59,6 +67,7 @@ static int dial(const char *host, int port) {
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (kernel_stamps) setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
   return fd;
 }
 
@@ -85,6 +94,28 @@ static void send_all(int fd, const char *p, int n) {
     p += w;
     n -= (int)w;
   }
+}
+
+/*
+ * Reads what is there; *at is when it arrived, on CLOCK_REALTIME: the
+ * kernel's timestamp of the newest bytes read, else `fallback`.
+ */
+static ssize_t read_stamped(int fd, char *buf, size_t cap, double fallback, double *at) {
+  *at = fallback;
+  if (!kernel_stamps) return read(fd, buf, cap);
+  struct iovec iov = {.iov_base = buf, .iov_len = cap};
+  char ctl[CMSG_SPACE(sizeof(struct timespec))];
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                       .msg_controllen = sizeof ctl};
+  ssize_t r = recvmsg(fd, &msg, 0);
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); r > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+      struct timespec ts;
+      memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      *at = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    }
+  }
+  return r;
 }
 
 /* Counts the frames in buf, carrying the "previous byte was \n" state. */
@@ -127,11 +158,13 @@ static void warm_up(const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 10) {
-    fprintf(stderr, "usage: %s HOST PORT STREAMS RANK PROCS START_EPOCH_MS TTFT ITL TOKENS\n",
+  if (argc != 10 && argc != 11) {
+    fprintf(stderr,
+            "usage: %s HOST PORT STREAMS RANK PROCS START_EPOCH_MS TTFT ITL TOKENS [kernel|read]\n",
             argv[0]);
     return 2;
   }
+  if (argc == 11) kernel_stamps = strcmp(argv[10], "read") != 0;
   const char *host = argv[1];
   int port = atoi(argv[2]), streams = atoi(argv[3]), rank = atoi(argv[4]);
   int procs = atoi(argv[5]);
@@ -152,8 +185,10 @@ int main(int argc, char **argv) {
   int len = request(req, sizeof req, host, port, tokens);
   double ramp = streams * 0.5 > itl ? streams * 0.5 : itl;
   double gap = streams > 1 ? ramp / streams : 0;
-  /* The start epoch is wall-clock ms; convert it to the monotonic clock. */
-  double t0 = start_epoch - (now_ms(CLOCK_REALTIME) - now_ms(CLOCK_MONOTONIC));
+  /* The measured run is timed on CLOCK_REALTIME, the clock of the start
+   * epoch and of the kernel's receive timestamps (a few seconds: slewing
+   * does not matter). */
+  double t0 = start_epoch;
 
   size_t cap = (size_t)mine * tokens;
   double *errs = malloc(cap * sizeof *errs), *drifts = malloc(mine * sizeof *drifts);
@@ -169,22 +204,23 @@ int main(int argc, char **argv) {
   struct epoll_event evs[256];
 
   while (finished < mine) {
-    double now = now_ms(CLOCK_MONOTONIC);
+    double now = now_ms(CLOCK_REALTIME);
     while (started < mine && t0 + (rank + (double)started * procs) * gap <= now) {
-      s[started].sent = now_ms(CLOCK_MONOTONIC);
+      s[started].sent = now_ms(CLOCK_REALTIME);
       send_all(s[started].fd, req, len);
       started++;
     }
     int timeout = -1;
     if (started < mine) {
-      double next = t0 + (rank + (double)started * procs) * gap - now_ms(CLOCK_MONOTONIC);
+      double next = t0 + (rank + (double)started * procs) * gap - now_ms(CLOCK_REALTIME);
       timeout = next <= 0 ? 0 : (int)next + 1; /* late is fine: schedules start at send time */
     }
     int n = epoll_wait(ep, evs, 256, timeout);
-    double at = now_ms(CLOCK_MONOTONIC);
+    double woke = now_ms(CLOCK_REALTIME);
     for (int e = 0; e < n; e++) {
       Stream *st = &s[evs[e].data.u32];
-      ssize_t r = read(st->fd, buf, sizeof buf);
+      double at;
+      ssize_t r = read_stamped(st->fd, buf, sizeof buf, woke, &at);
       if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (r <= 0) { /* closed before [DONE] */
         if (!st->done) {

@@ -44,7 +44,7 @@ export const DUE_WINDOW_MS = TIMER_FLOOR_MS / 2;
  * (setImmediate) in between, instead of holding every frame and every
  * arriving request until the whole burst is done.
  */
-const SLICE_MS = 0.2;
+const SLICE_MS = 0.1;
 
 export class TimerQueue {
   #heap: TimerHandle[] = [];
