@@ -2,19 +2,22 @@
  * Latency-accuracy benchmark (latency-and-scheduling.md, "Targets").
  *
  * vllm-sim runs in this process (startServers, port 0, TTFT 100 ms, ITL
- * 20 ms). The load generator runs in a separate Deno subprocess so that it
+ * 20 ms). The load generator runs in separate processes so that it
  * does not share the server's event loop: it opens N keep-alive TCP
  * connections, then sends N streaming completions (200 tokens, ignore_eos)
  * and timestamps every SSE frame as it arrives. Each token's schedule is
  * measured on the client's clock: send time + 100 ms + k·20 ms.
  *
- * Stream starts are spread evenly over one inter-token interval (20 ms), the
- * way independent clients arrive; all N streams are open at once for the
- * whole run. The server-side pacing error (token emitted vs its absolute
- * deadline, via an EngineObserver) is reported next to the client figures.
+ * Stream starts are spread at 2 000 a second (over at least one inter-token
+ * interval), the way independent clients arrive; all N streams are open at
+ * once for most of the run. The load generator is bench/stream_client.c when
+ * there is a C compiler. The server-side pacing error (token emitted vs its
+ * absolute deadline, via an EngineObserver) is reported next to the client
+ * figures.
  *
- *   deno run -A bench/latency.ts            # standalone
+ *   deno run -A bench/latency.ts            # standalone (add deno task start's --v8-flags)
  *   LAT_N=1000 deno run -A bench/latency.ts # only some concurrency levels
+ *   LAT_BARE=0 / LAT_STAMP=read / LAT_CLIENT=deno  # no bare row / read-time arrivals / Deno client
  *   import { latencyBench } from "./latency.ts"  # from the suite runner
  */
 import { startServers } from "../main.ts";
