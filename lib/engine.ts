@@ -152,19 +152,19 @@ export class Engine {
 
   /**
    * Admits or queues a request; a full queue answers 429 at once.
-   * `arrival`: when the request reached the server (performance.now()),
-   * if earlier than now; a request admitted at once starts from there.
+   * `arrival`: when the request reached the server (performance.now(); the
+   * router stamps it before the body is read).
    */
   submit(spec: JobSpec, sink: JobSink, arrival = performance.now()): Job {
-    const now = arrival;
-    const job = new Job(spec, sink, now);
+    const job = new Job(spec, sink, arrival);
     // Jobs already waiting go first (FIFO): if the limits were raised since
     // they queued, start them before this one can take a slot.
     if (this.waiting.length > 0) this.#admit();
     const cfg = this.config();
     if (this.running.size < cfg["max-num-seqs"] && this.#loraFits(job, cfg)) {
-      // Started at once: the arrival reading serves as the start time too.
-      this.#start(job, this.waiting.length > 0 ? performance.now() : now);
+      // Started at once: timed from its arrival (no queue time), unless
+      // others were let in ahead of it just now.
+      this.#start(job, this.waiting.length > 0 ? performance.now() : arrival);
       return job;
     }
     if (this.waiting.length >= cfg["max-waiting-queue-length"]) {
