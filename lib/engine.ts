@@ -10,6 +10,7 @@ import type { Config } from "./config.ts";
 import { ApiError } from "./errors.ts";
 import { interTokenMs, prefillMs } from "./latency.ts";
 import type { Rng } from "./rng.ts";
+import { processAlarm } from "./alarm.ts";
 import { type TimerHandle, TimerQueue } from "./timers.ts";
 
 export type FinishReason =
@@ -133,7 +134,7 @@ export class Engine {
   #idle: (() => void)[] = [];
 
   constructor(private readonly config: () => Config, timers?: TimerQueue) {
-    this.timers = timers ?? new TimerQueue();
+    this.timers = timers ?? new TimerQueue({ alarm: processAlarm });
   }
 
   get runningCount(): number {

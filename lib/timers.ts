@@ -1,11 +1,14 @@
 /**
  * One timer for thousands of streams. Every paced token registers an absolute
  * deadline (performance.now() milliseconds) in a binary min-heap; a single
- * setTimeout is armed for the earliest one. This keeps timer churn O(1) per
- * wake-up instead of one runtime timer per token per stream.
+ * wake-up is armed for the earliest one: the precise alarm (lib/alarm.ts)
+ * when the queue asks for it and it runs, else a setTimeout. This keeps
+ * timer churn O(1) per wake-up instead of one runtime timer per token per
+ * stream.
  */
 
 import { clearImmediate, setImmediate } from "node:timers";
+import type { Alarm, AlarmClient } from "./alarm.ts";
 
 export interface TimerHandle {
   at: number;
@@ -46,6 +49,32 @@ export const DUE_WINDOW_MS = TIMER_FLOOR_MS / 2;
  */
 const SLICE_MS = 0.1;
 
+/**
+ * With the alarm: it wakes the main thread ~0.1 ms after the time it is set
+ * for, so it is set that much before the deadline. A wake-up runs what is
+ * due within PRECISE_WINDOW_MS (at least ALARM_LEAD_MS, so the deadline it
+ * was set for is among them): with a thousand streams deadlines are ~20 µs
+ * apart, and gathering a quarter of a millisecond of them per wake-up keeps
+ * wake-ups (each costs both threads some µs) to a few thousand a second.
+ */
+const ALARM_LEAD_MS = 0.1;
+const PRECISE_WINDOW_MS = 0.25;
+
+/**
+ * While the alarm is in use, a coarse check every WATCHDOG_MS runs deadlines
+ * it has left more than WATCHDOG_MS overdue, so that nothing the worker
+ * thread might miss (it is starved, or dies) leaves a stream hanging.
+ */
+const WATCHDOG_MS = 50;
+
+export interface TimerQueueOptions {
+  /**
+   * Wake up through this alarm (lib/alarm.ts) once its worker runs, instead
+   * of setTimeout's whole milliseconds.
+   */
+  alarm?: Alarm | null;
+}
+
 export class TimerQueue {
   #heap: TimerHandle[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -54,6 +83,16 @@ export class TimerQueue {
   #armedAt = Infinity;
   /** Inside #fire: re-arm once at the end, not on every insertion. */
   #firing = false;
+  readonly #alarm: Alarm | null;
+  /** Our seat at the alarm; `at` is Infinity while we do not use it. */
+  readonly #client: AlarmClient = { at: Infinity, wake: () => this.#alarmed() };
+  /** Deadlines within this are due now: DUE_WINDOW_MS, or less with the alarm. */
+  #window = DUE_WINDOW_MS;
+  #watchdog: ReturnType<typeof setInterval> | undefined;
+
+  constructor(opts: TimerQueueOptions = {}) {
+    this.#alarm = opts.alarm ?? null;
+  }
 
   get size(): number {
     return this.#heap.length;
@@ -96,23 +135,76 @@ export class TimerQueue {
 
   /** True when a deadline is close enough to run now rather than sleep for. */
   isDue(at: number, now: number = performance.now()): boolean {
-    return at <= now + DUE_WINDOW_MS;
+    return at <= now + this.#window;
   }
 
-  /** Stops the runtime timer (pending callbacks are dropped). */
+  /**
+   * Stops the runtime timer (pending callbacks are dropped) and lets go of
+   * the alarm; the queue can be used again afterwards.
+   */
   clear(): void {
     for (const h of this.#heap) h.pos = -1;
     this.#heap = [];
     this.#disarm();
+    this.#alarm?.leave(this.#client);
+    this.#window = DUE_WINDOW_MS;
   }
 
   #disarm(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (this.#immediate !== undefined) clearImmediate(this.#immediate);
+    if (this.#watchdog !== undefined) clearInterval(this.#watchdog);
     this.#timer = undefined;
     this.#immediate = undefined;
+    this.#watchdog = undefined;
     this.#armedAt = Infinity;
+    if (this.#client.at !== Infinity) {
+      this.#client.at = Infinity;
+      this.#alarm?.update();
+    }
   }
+
+  /** Arms the alarm if it runs; false when setTimeout has to do. */
+  #armAlarm(at: number): boolean {
+    const alarm = this.#alarm;
+    if (alarm === null) return false;
+    alarm.join(this.#client);
+    if (!alarm.ready) {
+      // Not started yet, or failed for good.
+      this.#window = DUE_WINDOW_MS;
+      if (this.#watchdog !== undefined) clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+      return false;
+    }
+    this.#window = PRECISE_WINDOW_MS;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#armedAt = Infinity;
+    }
+    this.#watchdog ??= setInterval(this.#watch, WATCHDOG_MS);
+    const wakeAt = at - ALARM_LEAD_MS;
+    if (this.#client.at !== wakeAt) {
+      this.#client.at = wakeAt;
+      alarm.update();
+    }
+    return true;
+  }
+
+  #alarmed(): void {
+    this.#client.at = Infinity;
+    // A burst paused between slices goes on from its setImmediate.
+    if (this.#immediate !== undefined || this.#firing) return;
+    if (this.#heap.length === 0) return this.#disarm();
+    this.#run(TIMER_SLACK_MS);
+  }
+
+  #watch = (): void => {
+    const first = this.#heap[0];
+    if (!first) return this.#disarm();
+    if (this.#immediate !== undefined || this.#timer !== undefined) return;
+    if (first.at < performance.now() - WATCHDOG_MS) this.#run(OUTSIDE_SLACK_MS);
+  };
 
   /** `slack`: how late a callback armed from here runs (see TIMER_SLACK_MS). */
   #arm(slack: number): void {
@@ -120,6 +212,7 @@ export class TimerQueue {
     if (!first) return this.#disarm();
     // A paused burst resumes at once and looks at the heap afresh.
     if (this.#immediate !== undefined) return;
+    if (this.#armAlarm(first.at)) return;
     if (this.#timer !== undefined && this.#armedAt <= first.at) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAt = first.at;
@@ -147,7 +240,7 @@ export class TimerQueue {
     try {
       const stop = now + SLICE_MS;
       let ran = 0;
-      while (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
+      while (heap.length > 0 && heap[0].at <= now + this.#window) {
         const h = heap[0];
         this.cancel(h);
         try {
@@ -161,7 +254,7 @@ export class TimerQueue {
     } finally {
       this.#firing = false;
     }
-    if (heap.length > 0 && heap[0].at <= now + DUE_WINDOW_MS) {
+    if (heap.length > 0 && heap[0].at <= now + this.#window) {
       this.#immediate = setImmediate(this.#resume);
     } else {
       this.#arm(slack);
