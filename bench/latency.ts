@@ -18,13 +18,14 @@
  *   deno run -A bench/latency.ts            # standalone (add deno task start's --v8-flags)
  *   LAT_N=1000 deno run -A bench/latency.ts # only some concurrency levels
  *   LAT_BARE=0 / LAT_STAMP=read / LAT_CLIENT=deno  # no bare row / read-time arrivals / Deno client
+ *   LAT_TOKENS=1000                          # longer answers (default 200)
  *   import { latencyBench } from "./latency.ts"  # from the suite runner
  */
 import { startServers } from "../main.ts";
 
 const TTFT = 100;
 const ITL = 20;
-const TOKENS = 200;
+const TOKENS = Number(Deno.env.get("LAT_TOKENS") ?? "200");
 const CONCURRENCY = (Deno.env.get("LAT_N") ?? "1,100,1000").split(",").map(Number);
 /**
  * Stream starts are spread at this pace (2 000 new requests per second), and
