@@ -35,13 +35,16 @@ const CONCURRENCY = (Deno.env.get("LAT_N") ?? "1,100,1000").split(",").map(Numbe
 const RAMP_MS_PER_STREAM = 0.5;
 /**
  * Warm-up per load-generator process before the measured run (bench/
- * stream_client.c does the same): ~0.6 s of short streams. With only a
- * handful, a stream's request is handled by barely compiled code (~0.8 ms
- * from read to response head here), which shows as lateness of the whole
- * stream.
+ * stream_client.c does the same): ~2 s of short streams, 600 requests and
+ * 6 000 tokens per process. With only a handful, a stream's request is
+ * handled by barely compiled code (~0.8 ms from read to response head here),
+ * which shows as lateness of the whole stream; with 120 requests per process
+ * V8 was still compiling ~150 functions of the request path (Maglev, then
+ * TurboFan) during the measured ramp (--trace-opt).
  */
-const WARM_ROUNDS = 3;
-const WARM_STREAMS = 40;
+const WARM_ROUNDS = 6;
+const WARM_STREAMS = 100;
+const WARM_TOKENS = 10;
 
 export interface Stats {
   p50: number;
@@ -206,7 +209,9 @@ async function clientMain(
   // server's request path is compiled (not interpreted) when measuring.
   for (let round = 0; round < WARM_ROUNDS; round++) {
     const warm = await connectAll(u, WARM_STREAMS);
-    await Promise.all(warm.map((c) => runStream(c, requestBytes(u, 5), 5, [], [], [], [], [])));
+    await Promise.all(
+      warm.map((c) => runStream(c, requestBytes(u, WARM_TOKENS), WARM_TOKENS, [], [], [], [], [])),
+    );
     closeAll(warm);
   }
   // Connect first so connection set-up does not shift any stream's schedule.
@@ -226,6 +231,10 @@ async function clientMain(
     runs.push(runStream(conns[j], request, TOKENS, errs, drifts, offsets, jitter, heads));
   }
   const results = await Promise.all(runs);
+  // Connections stay open until every load generator is done (see
+  // stream_client.c): closing hundreds at once costs the server a few ms.
+  const end = t0 + rampMs(streams) + TTFT + TOKENS * ITL + 300 - performance.now();
+  if (end > 0) await new Promise((r) => setTimeout(r, end));
   closeAll(conns);
   const part: ClientPart = {
     errs,
@@ -293,7 +302,7 @@ export async function clientName(): Promise<string> {
 async function runClients(url: string, streams: number): Promise<ClientResult> {
   const procs = procsFor(streams);
   // Leave time for the processes to start, warm up and connect.
-  const startEpoch = Date.now() + 1500 + streams;
+  const startEpoch = Date.now() + WARM_ROUNDS * (TTFT + WARM_TOKENS * ITL + 150) + streams;
   const bin = await cClient();
   const u = new URL(url);
   const parts = await Promise.all(Array.from({ length: procs }, async (_, rank) => {

@@ -133,13 +133,14 @@ static int count_frames(const char *buf, ssize_t n, int *prev_nl) {
   return got;
 }
 
-/* Three rounds of 40 short streams (as latency.ts's Deno client does) so the
- * server's request path is compiled when measuring. */
-#define WARM_ROUNDS 3
-#define WARM_STREAMS 40
+/* Rounds of short streams (as latency.ts's Deno client does) so that the
+ * server's request and token paths are fully compiled when measuring. */
+#define WARM_ROUNDS 6
+#define WARM_STREAMS 100
+#define WARM_TOKENS 10
 static void warm_up(const char *host, int port) {
   char req[512], buf[65536];
-  int len = request(req, sizeof req, host, port, 5), fds[WARM_STREAMS];
+  int len = request(req, sizeof req, host, port, WARM_TOKENS), fds[WARM_STREAMS];
   for (int round = 0; round < WARM_ROUNDS; round++) {
     for (int i = 0; i < WARM_STREAMS; i++) {
       fds[i] = dial(host, port);
@@ -147,7 +148,7 @@ static void warm_up(const char *host, int port) {
     }
     for (int i = 0; i < WARM_STREAMS; i++) {
       int prev = 0, frames = 0;
-      while (frames <= 5) {
+      while (frames <= WARM_TOKENS) {
         ssize_t n = read(fds[i], buf, sizeof buf);
         if (n <= 0) break;
         frames += count_frames(buf, n, &prev);
@@ -253,6 +254,13 @@ int main(int argc, char **argv) {
       }
     }
   }
+
+  /* Keep every connection open until all load generators are done (the last
+   * stream of the run plus a margin): hundreds of connections closing at once
+   * cost the server a few ms, which would land on the last tokens of the
+   * other process's streams. */
+  double end = t0 + ramp + ttft + tokens * itl + 300;
+  for (double now; (now = now_ms(CLOCK_REALTIME)) < end;) usleep((useconds_t)((end - now) * 1000));
 
   /* Same JSON as latency.ts's Deno client (ClientPart). */
   printf("{\"errs\":[");
