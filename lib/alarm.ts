@@ -173,9 +173,10 @@ export class Alarm {
     this.#waiting = false;
     this.#generation++;
     try {
-      const url = URL.createObjectURL(new Blob([this.#source], { type: "text/javascript" }));
+      // A data: URL, not a blob: one: compiled binaries (deno compile) could
+      // not load workers from blob: URLs until recently (denoland/deno#29962).
+      const url = `data:text/javascript,${encodeURIComponent(this.#source)}`;
       this.#worker = new Worker(url, { type: "module" });
-      URL.revokeObjectURL(url);
       this.#worker.onerror = (e) => {
         e.preventDefault();
         this.#fail();
