@@ -77,7 +77,7 @@ export class Alarm {
   /** WAKES value last handled. */
   #seen = 0;
   #waiting = false;
-  /** Bumped per worker started, so a wait on an old worker's buffer is ignored. */
+  /** Bumped per worker stopped, so a wait on an old worker's buffer is ignored. */
   #generation = 0;
   #wakeUps = 0;
 
@@ -170,8 +170,6 @@ export class Alarm {
     this.#f64 = new Float64Array(sab, 16, 3);
     this.#f64[SLEEP] = Infinity;
     this.#seen = 0;
-    this.#waiting = false;
-    this.#generation++;
     try {
       // A data: URL, not a blob: one: compiled binaries (deno compile) could
       // not load workers from blob: URLs until recently (denoland/deno#29962).
@@ -191,7 +189,9 @@ export class Alarm {
     const worker = this.#worker;
     if (worker === null) return;
     this.#worker = null;
+    // A wait still pending on this worker's buffer never counts again.
     this.#generation++;
+    this.#waiting = false;
     // terminate() does not interrupt Atomics.wait: ask the loop to end too.
     Atomics.store(this.#i32, STOP, 1);
     Atomics.add(this.#i32, SEQ, 1);

@@ -170,10 +170,8 @@ export class TimerQueue {
     if (alarm === null) return false;
     alarm.join(this.#client);
     if (!alarm.ready) {
-      // Not started yet, or failed for good.
+      // Not started yet, or failed for good (a watchdog left over is harmless).
       this.#window = DUE_WINDOW_MS;
-      if (this.#watchdog !== undefined) clearInterval(this.#watchdog);
-      this.#watchdog = undefined;
       return false;
     }
     this.#window = PRECISE_WINDOW_MS;
