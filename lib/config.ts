@@ -70,6 +70,18 @@ const fail = (name: string, from: string, rule: string): never => {
 const TRUE = new Set(["1", "t", "true", "yes", "on"]);
 const FALSE = new Set(["0", "f", "false", "no", "off"]);
 const FAKE_FUNC = /^(oscillate|ramp|rampreset|squarewave):(-?[\d.]+):(-?[\d.]+):(.+)$/;
+/**
+ * The longest duration any option takes: a day. Beyond it a timer would be
+ * meaningless (and past 2^31 ms Deno fires it at once).
+ */
+const MAX_DURATION = "24h";
+const MAX_DURATION_MS = parseDuration(MAX_DURATION);
+/** Fake counts and gauges stay exact integers-or-floats Prometheus can carry. */
+const MAX_FAKE_COUNT = Number.MAX_SAFE_INTEGER;
+/** No histogram has more buckets than this (the longest has 23 including +Inf). */
+const MAX_BUCKETS = 64;
+/** Fake LoRA entries: enough for any test, bounded so one request cannot pin memory. */
+const MAX_FAKE_LORAS = 1000;
 
 function scalarString(o: ValueOption, raw: unknown, from: string): string {
   if (typeof raw === "string") return raw;
@@ -87,7 +99,9 @@ function coerce(o: ValueOption, raw: unknown, from: string): unknown {
   switch (o.type) {
     case "int": {
       const s = scalarString(o, raw, from).trim();
-      if (!/^[+-]?\d+$/.test(s)) fail(o.name, from, `must be an integer, got "${s}"`);
+      if (!/^[+-]?\d+$/.test(s) || !Number.isSafeInteger(Number(s))) {
+        fail(o.name, from, `must be an integer (at most 2^53), got "${s}"`);
+      }
       return checkRange(o, Number(s), from);
     }
     case "float": {
@@ -104,12 +118,15 @@ function coerce(o: ValueOption, raw: unknown, from: string): unknown {
       if (FALSE.has(s)) return false;
       return fail(o.name, from, `must be true or false, got "${s}"`);
     }
-    case "duration":
+    case "duration": {
+      let ms = 0;
       try {
-        return parseDuration(typeof raw === "number" ? raw : scalarString(o, raw, from));
+        ms = parseDuration(typeof raw === "number" ? raw : scalarString(o, raw, from));
       } catch (e) {
         return fail(o.name, from, (e as Error).message);
       }
+      return ms <= MAX_DURATION_MS ? ms : fail(o.name, from, `must be at most ${MAX_DURATION}`);
+    }
     case "enum": {
       const s = scalarString(o, raw, from);
       if (!o.choices?.includes(s)) {
@@ -157,14 +174,22 @@ function parseLora(name: string, item: unknown, from: string): LoraModule[] {
   return [mod];
 }
 
+/** Largest value each gauge field may take: a usage is a fraction. */
+const fakeValueMax = (field: string) => field === "kv-cache-usage" ? 1 : MAX_FAKE_COUNT;
+
 function fakeValue(field: string, v: unknown, from: string): number | string {
   const bad = (rule: string) => fail("fake-metrics", from, `${field}: ${rule}`);
-  if (typeof v === "number") return Number.isFinite(v) && v >= 0 ? v : bad("must be ≥ 0");
+  const max = fakeValueMax(field);
+  const inRange = (n: number) => Number.isFinite(n) && n >= 0 && n <= max;
+  if (typeof v === "number") return inRange(v) ? v : bad(`must be a number in 0..${max}`);
   if (typeof v !== "string") return bad("must be a number or a function string");
   if (v.trim() !== "" && Number.isFinite(Number(v))) return fakeValue(field, Number(v), from);
   const m = FAKE_FUNC.exec(v);
   if (!m || !Number.isFinite(Number(m[2])) || !Number.isFinite(Number(m[3]))) {
     return bad(`"${v}" is not (oscillate|ramp|rampreset|squarewave):start:end:period`);
+  }
+  if (!inRange(Number(m[2])) || !inRange(Number(m[3]))) {
+    return bad(`"${v}": start and end must be in 0..${max}`);
   }
   let period = 0;
   try {
@@ -172,12 +197,21 @@ function fakeValue(field: string, v: unknown, from: string): number | string {
   } catch {
     bad(`"${v}" has an invalid period duration`);
   }
-  return period > 0 ? v : bad(`"${v}" needs a period > 0`);
+  if (!(period > 0 && period <= MAX_DURATION_MS)) {
+    return bad(`"${v}" needs a period > 0 and at most ${MAX_DURATION}`);
+  }
+  return v;
 }
 
+/** A count from a request or file: a finite number in 0..2^53. */
+const isCount = (n: unknown): n is number =>
+  typeof n === "number" && Number.isFinite(n) && n >= 0 && n <= MAX_FAKE_COUNT;
+
 function countList(field: string, v: unknown, from: string): number[] {
-  const ok = Array.isArray(v) && v.every((n) => typeof n === "number" && n >= 0);
-  return ok ? [...v] : fail("fake-metrics", from, `${field}: must be a list of counts ≥ 0`);
+  const ok = Array.isArray(v) && v.length <= MAX_BUCKETS && v.every(isCount);
+  return ok
+    ? [...v]
+    : fail("fake-metrics", from, `${field}: must be a list of at most ${MAX_BUCKETS} counts ≥ 0`);
 }
 
 function parseFakeMetrics(raw: unknown, from: string): FakeMetricsSpec | null {
@@ -200,12 +234,14 @@ function parseFakeMetrics(raw: unknown, from: string): FakeMetricsSpec | null {
   for (const f of FAKE_COUNTER_FIELDS) {
     if (v[f] === undefined) continue;
     const n = v[f];
-    out[f] = typeof n === "number" && n >= 0 ? n : fail("fake-metrics", from, `${f}: must be ≥ 0`);
+    out[f] = isCount(n) ? n : fail("fake-metrics", from, `${f}: must be a number in 0..2^53`);
   }
   if (v.loras !== undefined) {
-    if (!Array.isArray(v.loras)) fail("fake-metrics", from, "loras: must be a list");
+    if (!Array.isArray(v.loras) || v.loras.length > MAX_FAKE_LORAS) {
+      fail("fake-metrics", from, `loras: must be a list of at most ${MAX_FAKE_LORAS} entries`);
+    }
     out.loras = (v.loras as unknown[]).map((l) => {
-      const ok = isObject(l) && typeof l.timestamp === "number" &&
+      const ok = isObject(l) && isCount(l.timestamp) &&
         (l.running === undefined || typeof l.running === "string") &&
         (l.waiting === undefined || typeof l.waiting === "string");
       if (!ok) {
@@ -221,7 +257,8 @@ function parseFakeMetrics(raw: unknown, from: string): FakeMetricsSpec | null {
   }
   const rst = v["request-success-total"];
   if (rst !== undefined) {
-    const ok = isObject(rst) && Object.values(rst).every((n) => typeof n === "number" && n >= 0);
+    const ok = isObject(rst) && Object.keys(rst).length <= MAX_BUCKETS &&
+      Object.values(rst).every(isCount);
     if (!ok) fail("fake-metrics", from, "request-success-total: map finish_reason → count ≥ 0");
     out["request-success-total"] = { ...(rst as Record<string, number>) };
   }

@@ -24,6 +24,7 @@ export interface MetricsHost {
   readonly config: Config;
   readonly engine: Engine;
   readonly models: { readonly displayName: string };
+  readonly log?: { error(msg: string, fields?: Record<string, unknown>): void };
 }
 
 export const CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -389,6 +390,8 @@ export class Metrics {
   readonly #fakeSince = new Map<FakeGaugeField, { expr: string; since: number }>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  /** The fake spec whose evaluation last failed (logged once). */
+  #fakeFailed: FakeMetricsSpec | null = null;
 
   constructor(host: MetricsHost) {
     this.#host = host;
@@ -606,8 +609,17 @@ export class Metrics {
   /** Re-evaluates fake function values every fake-metrics-refresh-interval. */
   #tick = (): void => {
     if (this.#closed) return;
-    this.#syncFake();
-    if (this.#fakeSpec) this.#evalFake();
+    try {
+      this.#syncFake();
+      if (this.#fakeSpec) this.#evalFake();
+    } catch (e) {
+      // Validation keeps bad values out; should one slip through, a timer
+      // callback must still never end the process. Logged once per spec.
+      if (this.#fakeFailed !== this.#fakeSpec) {
+        this.#fakeFailed = this.#fakeSpec;
+        this.#host.log?.error("fake metrics evaluation failed", { error: String(e) });
+      }
+    }
     // Unref'd: the timer never keeps the process alive; close() clears it.
     const timer = setTimeout(this.#tick, this.#host.config["fake-metrics-refresh-interval"]);
     Deno.unrefTimer(timer);
