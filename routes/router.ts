@@ -1,18 +1,38 @@
 /**
  * Dispatch: one table of (method, path) → handler. Unknown paths answer 404,
- * known paths with another method 405, both in the error shape. Every
- * response gets the pod headers and, when enabled, X-Request-Id.
+ * known paths with another method 405, both in the error shape. Routing uses
+ * the request target alone: a Host header that could bend the URL the
+ * runtime builds from it is refused (400). Every response gets the pod
+ * headers and, when enabled, X-Request-Id.
  */
 import { ApiError } from "../lib/errors.ts";
+import type { Config } from "../lib/config.ts";
 import type { Simulator } from "../lib/simulator.ts";
 import type { DisconnectWatcher, Watch } from "./disconnect.ts";
 import { errorResponse, type Handler, type RequestContext } from "./http.ts";
+
+/**
+ * Who may call a route when --api-key is set: "key" needs the key (every
+ * state-changing endpoint, and everything under /v1, like vLLM); "open" never
+ * does (health, readiness, version); "metrics" needs it only with
+ * --metrics-require-api-key (vLLM leaves /metrics open).
+ */
+export type Access = "key" | "open" | "metrics";
 
 export interface Route {
   method: "GET" | "POST";
   path: string;
   handler: Handler;
+  /** Default "key": a new route is protected unless it says otherwise. */
+  access?: Access;
 }
+
+/**
+ * A Host header the runtime can put into a URL without changing its path:
+ * a registered name or IPv4 address, or a bracketed IPv6 literal, and an
+ * optional port. Anything else ("x/admin?", "a b", "u@x") is a 400.
+ */
+const VALID_HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 export interface PodInfo {
   podName?: string;
@@ -47,11 +67,11 @@ export function createRouter(
   pod: PodInfo,
   watcher?: DisconnectWatcher,
 ): ServeHandler {
-  const table = new Map<string, Map<string, Handler>>();
+  const table = new Map<string, Map<string, Route>>();
   for (const r of routes) {
     let byMethod = table.get(r.path);
     if (!byMethod) table.set(r.path, byMethod = new Map());
-    byMethod.set(r.method, r.handler);
+    byMethod.set(r.method, r);
   }
   const podHeaders: [string, string][] = [];
   if (pod.podName) podHeaders.push(["x-inference-pod", pod.podName]);
@@ -60,47 +80,70 @@ export function createRouter(
 
   return async (req, info): Promise<Response> => {
     const href = req.url;
-    let url: URL | undefined;
-    // The raw path is looked up first; only a miss (or a request that needs
-    // the URL) pays for parsing it, which also normalises the path.
-    let pathname = rawPath(href);
-    let byMethod = table.get(pathname);
-    if (!byMethod) {
-      url = new URL(href);
-      pathname = url.pathname;
-      byMethod = table.get(pathname);
-    }
-    const ctx = new Context(sim, port, req, href, url, watcher, info);
+    let pathname = "";
+    let byMethod: Map<string, Route> | undefined;
+    let route: Route | undefined;
+    let ctx: Context | undefined;
     let res: Response;
-    const handler = byMethod?.get(req.method);
     try {
-      checkApiKey(req, pathname, sim.config["api-key"]);
+      const host = req.headers.get("host");
+      if (host !== null && host !== "" && !VALID_HOST.test(host)) {
+        throw new ApiError(400, "Invalid Host header.");
+      }
+      let url: URL | undefined;
+      // The raw path is looked up first; only a miss pays for parsing it,
+      // which also normalises the path.
+      pathname = rawPath(href);
+      byMethod = table.get(pathname);
+      if (!byMethod) {
+        url = parseUrl(href);
+        pathname = url.pathname;
+        byMethod = table.get(pathname);
+      }
+      route = byMethod?.get(req.method);
+      ctx = new Context(sim, port, req, href, url, watcher, info);
+      checkApiKey(req, pathname, route, sim.config);
       if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
-      if (!handler) {
-        throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
-      }
-      res = await handler(req, ctx);
+      if (!route) throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
+      res = await route.handler(req, ctx);
     } catch (e) {
-      if (e instanceof ApiError) {
-        res = errorResponse(e);
-      } else if (req.signal.aborted || (e instanceof DOMException && e.name === "AbortError")) {
-        // The client went away; nobody will read this answer.
-        res = new Response(null, { status: 499 });
-      } else {
-        sim.log.error("unhandled error", { path: pathname, error: String(e) });
-        res = errorResponse(new ApiError(500, "Internal server error"));
-      }
+      res = failure(e, req, pathname, sim);
     } finally {
-      ctx.release();
+      ctx?.release();
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
-    if (sim.config["enable-request-id-headers"]) res.headers.set("x-request-id", ctx.requestId);
-    if (byMethod && !handler) res.headers.set("allow", [...byMethod.keys()].join(", "));
+    if (ctx && sim.config["enable-request-id-headers"]) {
+      res.headers.set("x-request-id", ctx.requestId);
+    }
+    if (byMethod && !route) res.headers.set("allow", [...byMethod.keys()].join(", "));
     if (sim.config["log-http"]) {
       sim.log.info("http", { method: req.method, path: pathname, status: res.status });
     }
     return res;
   };
+}
+
+function parseUrl(href: string): URL {
+  try {
+    return new URL(href);
+  } catch {
+    throw new ApiError(400, "Invalid request target.");
+  }
+}
+
+/**
+ * The answer for a handler that threw. Client faults (bad input, a client
+ * that left) are logged at debug level: they are not the server's errors.
+ */
+function failure(e: unknown, req: Request, pathname: string, sim: Simulator): Response {
+  if (e instanceof ApiError) return errorResponse(e);
+  if (req.signal.aborted || (e instanceof DOMException && e.name === "AbortError")) {
+    // The client went away; nobody will read this answer.
+    sim.log.debug("client disconnected", { path: pathname });
+    return new Response(null, { status: 499 });
+  }
+  sim.log.error("unhandled error", { path: pathname, error: String(e) });
+  return errorResponse(new ApiError(500, "Internal server error"));
 }
 
 /** One request's context; a class so that a request allocates no closures. */
@@ -139,12 +182,15 @@ class Context implements RequestContext {
 }
 
 /**
- * vLLM's --api-key rule: every path under /v1 (known or not, so 401 comes
- * before 404) needs `Authorization: Bearer <key>`; other paths (health,
- * metrics, admin, sleep...) and CORS preflights stay open.
+ * --api-key: a protected route (and any path under /v1, known or not, so 401
+ * comes before 404, as in vLLM) needs `Authorization: Bearer <key>`. Open
+ * routes, unknown paths elsewhere and CORS preflights need nothing.
  */
-function checkApiKey(req: Request, pathname: string, key: string): void {
-  if (key === "" || req.method === "OPTIONS" || !pathname.startsWith("/v1")) return;
+function checkApiKey(req: Request, pathname: string, route: Route | undefined, cfg: Config): void {
+  const key = cfg["api-key"];
+  if (key === "" || req.method === "OPTIONS") return;
+  const access = route ? route.access ?? "key" : pathname.startsWith("/v1") ? "key" : "open";
+  if (access === "open" || (access === "metrics" && !cfg["metrics-require-api-key"])) return;
   const given = req.headers.get("authorization") ?? "";
   if (!sameText(given, `Bearer ${key}`)) throw new ApiError(401, "Unauthorized");
 }

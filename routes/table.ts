@@ -15,20 +15,20 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/v1/models", handler: listModels },
   { method: "POST", path: "/v1/load_lora_adapter", handler: loadLoraAdapter },
   { method: "POST", path: "/v1/unload_lora_adapter", handler: unloadLoraAdapter },
-  { method: "GET", path: "/health", handler: health },
-  { method: "GET", path: "/ready", handler: ready },
-  { method: "GET", path: "/health/ready", handler: ready },
-  { method: "GET", path: "/version", handler: version },
-  { method: "GET", path: "/metrics", handler: metrics },
+  { method: "GET", path: "/health", handler: health, access: "open" },
+  { method: "GET", path: "/ready", handler: ready, access: "open" },
+  { method: "GET", path: "/health/ready", handler: ready, access: "open" },
+  { method: "GET", path: "/version", handler: version, access: "open" },
+  { method: "GET", path: "/metrics", handler: metrics, access: "metrics" },
   { method: "POST", path: "/fake_metrics", handler: fakeMetrics },
   { method: "GET", path: "/admin/config", handler: getAdminConfig },
   { method: "POST", path: "/admin/config", handler: postAdminConfig },
   { method: "POST", path: "/sleep", handler: sleep },
   { method: "POST", path: "/wake_up", handler: wakeUp },
-  { method: "GET", path: "/is_sleeping", handler: isSleeping },
+  { method: "GET", path: "/is_sleeping", handler: isSleeping, access: "open" },
 ];
 
 /** The --metrics-port listener answers only this. */
 export const METRICS_PORT_ROUTES: readonly Route[] = [
-  { method: "GET", path: "/metrics", handler: metrics },
+  { method: "GET", path: "/metrics", handler: metrics, access: "metrics" },
 ];

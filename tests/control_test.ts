@@ -318,7 +318,7 @@ Deno.test("X-Return-Error: answers at once with that status and type", async () 
 Deno.test("admin config: GET has flag names as keys and durations as strings", async () => {
   await using s = await startSim(["--time-to-first-token", "250ms", "--api-key", "k"]);
   const cfg = await (await fetch(`${s.url}/admin/config`, {
-    headers: {}, // /admin stays open even with --api-key
+    headers: { authorization: "Bearer k" }, // the control plane needs the key
   })).json() as Record<string, unknown>;
   assert.equal(cfg["time-to-first-token"], "250ms");
   assert.equal(cfg["inter-token-latency"], "0s");
@@ -511,7 +511,7 @@ Deno.test("sleep: with both gates, sleep → 503 and not ready; wake_up → norm
 
 // ---------- --api-key ----------
 
-Deno.test("api key: /v1 needs the bearer key, other paths stay open", async () => {
+Deno.test("api key: /v1 and the control plane need the bearer key, health stays open", async () => {
   await using s = await startSim(["--api-key", "secret-key"]);
   // the helper's client sends the wrong key
   const wrong = await apiError(() => s.client.chat.completions.create(CHAT));
@@ -546,7 +546,6 @@ Deno.test("api key: /v1 needs the bearer key, other paths stay open", async () =
       "/ready",
       "/health/ready",
       "/version",
-      "/admin/config",
       "/is_sleeping",
     ]
   ) {
@@ -554,12 +553,41 @@ Deno.test("api key: /v1 needs the bearer key, other paths stay open", async () =
     assert.equal(res.status, 200, path);
     await res.body?.cancel();
   }
+  // /metrics stays open, as in vLLM (--metrics-require-api-key closes it).
   const metrics = await fetch(`${s.url}/metrics`);
-  assert.notEqual(metrics.status, 401);
+  assert.equal(metrics.status, 200);
   await metrics.body?.cancel();
-  const sl = await s.post("/sleep", "");
-  assert.equal(sl.status, 200);
-  await sl.body?.cancel();
+  // Every state-changing or config-revealing endpoint needs the key.
+  const bearer = { authorization: "Bearer secret-key" };
+  for (
+    const [method, path, body] of [
+      ["GET", "/admin/config", undefined],
+      ["POST", "/admin/config", "{}"],
+      ["POST", "/fake_metrics", '{"running-requests":1}'],
+      ["POST", "/sleep", ""],
+      ["POST", "/wake_up", ""],
+      ["POST", "/v1/load_lora_adapter", '{"lora_name":"a","lora_path":"/p"}'],
+    ] as const
+  ) {
+    const denied = await fetch(s.url + path, { method, body });
+    assert.equal(denied.status, 401, `${method} ${path} without the key`);
+    assert.equal((await denied.json()).error.type, "AuthenticationError");
+    const allowed = await fetch(s.url + path, { method, body, headers: bearer });
+    assert.notEqual(allowed.status, 401, `${method} ${path} with the key`);
+    await allowed.body?.cancel();
+  }
+  // The call made with the key took effect.
+  assert.equal(s.running.ranks[0].sim.config["fake-metrics"]?.["running-requests"], 1);
+});
+
+Deno.test("api key: --metrics-require-api-key protects /metrics", async () => {
+  await using s = await startSim(["--api-key", "k", "--metrics-require-api-key"]);
+  const res = await fetch(`${s.url}/metrics`);
+  assert.equal(res.status, 401);
+  await res.body?.cancel();
+  const ok = await fetch(`${s.url}/metrics`, { headers: { authorization: "Bearer k" } });
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
 });
 
 Deno.test("api key: without --api-key nothing is required", async () => {
