@@ -39,7 +39,10 @@ export function jsonText(body: string, status = 200): Response {
 }
 
 export function errorResponse(e: ApiError): Response {
-  return json(errorBody(e), e.status);
+  const res = json(errorBody(e), e.status);
+  // An over-long upload is not read to its end: the connection cannot be reused.
+  if (e.status === 413) res.headers.set("connection", "close");
+  return res;
 }
 
 export function text(body: string, status = 200): Response {
@@ -61,17 +64,21 @@ export async function readJson(req: Request, limit: number): Promise<unknown> {
       return await req.json();
     } catch (e) {
       if (e instanceof SyntaxError) throw invalidJson(e);
-      throw e;
+      throw unreadable(e);
     }
   }
   // Chunked body: count as we read so a huge upload is cut off early.
   const parts: Uint8Array[] = [];
   let total = 0;
   if (req.body) {
-    for await (const part of req.body) {
-      total += part.byteLength;
-      if (total > limit) throw tooLarge(limit);
-      parts.push(part);
+    try {
+      for await (const part of req.body) {
+        total += part.byteLength;
+        if (total > limit) throw tooLarge(limit);
+        parts.push(part);
+      }
+    } catch (e) {
+      throw e instanceof ApiError ? e : unreadable(e);
     }
   }
   const all = new Uint8Array(total);
@@ -90,4 +97,14 @@ export async function readJson(req: Request, limit: number): Promise<unknown> {
 
 function invalidJson(e: Error): ApiError {
   return new ApiError(400, `Invalid JSON in request body: ${e.message}`);
+}
+
+/**
+ * The body could not be read: the client broke the upload off, or it stalled
+ * past the body timeout. A client fault (400), never a server error.
+ */
+function unreadable(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e instanceof DOMException && e.name === "AbortError") throw e;
+  return new ApiError(400, `Could not read the request body: ${(e as Error)?.message ?? e}`);
 }
