@@ -143,11 +143,24 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   let metricsServer: Deno.HttpServer<Deno.NetAddr> | null = null;
   const shutdown = async () => {
     for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
-    await Promise.all([...ranks.map((r) => r.server.shutdown()), metricsServer?.shutdown()]);
+    const drained = Promise.all([
+      ...ranks.map((r) => r.server.shutdown()),
+      metricsServer?.shutdown(),
+    ]);
+    if (!await settlesWithin(drained, cfg["shutdown-timeout"])) {
+      // Past the deadline: end every answer still running. A connection
+      // that is still uploading is left to the process exit.
+      log.warn("shutdown-timeout passed; ending the requests still in flight", {
+        running: ranks.reduce((n, r) => n + r.sim.engine.runningCount, 0),
+        waiting: ranks.reduce((n, r) => n + r.sim.engine.waitingCount, 0),
+      });
+      for (const r of ranks) r.sim.engine.abortAll();
+      await settlesWithin(drained, 1000);
+    }
     for (const r of ranks) {
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
-      r.watcher.close();
+      r.watcher?.close();
     }
   };
   const single = cfg["data-parallel-rank"] !== undefined;
@@ -170,6 +183,17 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
   return { ranks, url: ranks[0].url, shutdown };
+}
+
+/** Whether `p` settles within `ms`; the timer never outlives the answer. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function main(): Promise<void> {

@@ -161,6 +161,82 @@ export function randomText(rng: Rng, n: number, withTokens = true): TokenText {
   }
 }
 
+/**
+ * An answer's text, produced as it is sent rather than held in advance: a
+ * queued request costs nothing per output token. Token by token (streams)
+ * or the rest at once (complete answers); the same draws either way.
+ */
+export interface TextStream {
+  /** The next token's string. */
+  next(): string;
+  /** The next `n` tokens, joined. */
+  take(n: number): string;
+}
+
+/** Built-in sentences picked at random, the draws of randomText. */
+export class RandomTextStream implements TextStream {
+  #table: readonly (readonly string[])[] = SENTENCE_TOKENS;
+  #texts: readonly string[] = SENTENCE_TEXT;
+  #toks: readonly string[] = [];
+  #index = 0;
+  #pos = 0;
+  constructor(private readonly rng: Rng) {}
+
+  #pick(): void {
+    this.#index = this.rng.pickIndex(this.#table.length);
+    this.#toks = this.#table[this.#index];
+    this.#pos = 0;
+  }
+
+  #nextSentence(): void {
+    if (this.#toks.length > 0) {
+      // Sentences after the first carry their leading space.
+      this.#table = SENTENCE_TOKENS_SPACED;
+      this.#texts = SENTENCE_TEXT_SPACED;
+    }
+    this.#pick();
+  }
+
+  next(): string {
+    if (this.#pos >= this.#toks.length) this.#nextSentence();
+    return this.#toks[this.#pos++];
+  }
+
+  take(n: number): string {
+    let text = "";
+    while (n > 0) {
+      if (this.#pos >= this.#toks.length) {
+        this.#nextSentence();
+        // A whole sentence contributes its pre-joined text.
+        if (this.#toks.length <= n) {
+          text += this.#texts[this.#index];
+          n -= this.#toks.length;
+          this.#pos = this.#toks.length;
+          continue;
+        }
+      }
+      text += this.#toks[this.#pos++];
+      n--;
+    }
+    return text;
+  }
+}
+
+/** A fixed token list (echo mode), shared by every choice that reads it. */
+export class TokenListStream implements TextStream {
+  #pos = 0;
+  constructor(private readonly tokens: readonly string[]) {}
+  next(): string {
+    return this.tokens[this.#pos++] ?? "";
+  }
+  take(n: number): string {
+    const end = Math.min(this.tokens.length, this.#pos + n);
+    let text = "";
+    for (; this.#pos < end; this.#pos++) text += this.tokens[this.#pos];
+    return text;
+  }
+}
+
 /** The built-in random-sentence text source. */
 export const builtinTextSource: TextSource = { tokens: randomTokens };
 

@@ -52,6 +52,12 @@ export interface JobSink {
   onPause?(job: Job): void;
   /** Every step was emitted (also called at once for a zero-step job). */
   onDone(job: Job): void;
+  /**
+   * The engine ended the job before its last step (shutdown past its
+   * deadline): the sink ends its answer. Not called for Engine.cancel, whose
+   * caller already knows.
+   */
+  onAbort?(job: Job): void;
 }
 
 /** Phase timestamps on the performance.now() scale (ms); NaN until reached. */
@@ -196,6 +202,14 @@ export class Engine {
     for (const o of this.observers) o.cancelled?.(job, wasRunning);
     this.#admit();
     this.#checkIdle();
+  }
+
+  /** Ends every running and waiting job, telling each sink (shutdown). */
+  abortAll(): void {
+    for (const job of [...this.waiting, ...this.running]) {
+      this.cancel(job);
+      job.sink.onAbort?.(job);
+    }
   }
 
   /**

@@ -3,21 +3,21 @@
  * prompt's token count, each choice's output tokens and finish reason, and
  * the context-window check. Shared by every generation endpoint.
  */
-import { echoTokens, randomText, responseLength } from "./content.ts";
+import {
+  echoTokens,
+  RandomTextStream,
+  responseLength,
+  TextStream,
+  TokenListStream,
+} from "./content.ts";
 import type { FinishReason, JobSpec } from "./engine.ts";
 import { contextLengthError } from "./errors.ts";
 import type { ResolvedModel } from "./models.ts";
 import type { GenerationParams, KvTransferParams } from "./protocol.ts";
+import type { Rng } from "./rng.ts";
 import type { Simulator } from "./simulator.ts";
 
 export interface PlannedChoice {
-  /**
-   * The token strings, one per step, filled only when the answer is streamed
-   * (a complete answer needs just `text` and `length`).
-   */
-  tokens: string[];
-  /** The tokens joined: the choice's whole text. */
-  text: string;
   /** Output tokens. */
   length: number;
   finishReason: FinishReason;
@@ -45,6 +45,12 @@ export interface GenerationPlan {
   promptTokens: number;
   cachedTokens: number;
   choices: PlannedChoice[];
+  /**
+   * Choice j's text, made when it is first needed (its first token, or the
+   * complete answer): nothing per output token is held before then. Call
+   * once per choice.
+   */
+  text(j: number): TextStream;
   spec: JobSpec;
   /** kv_transfer_params for the response (P/D prefill side), else null. */
   kvTransferOut: KvTransferParams | null;
@@ -65,35 +71,18 @@ export function planGeneration(
   }
   const rng = sim.requestRng(params.seed);
   const remoteDecode = params.kvTransfer?.do_remote_decode === true;
-  const choices: PlannedChoice[] = [];
+  const echo = !flags.forceCacheThreshold && !remoteDecode && cfg.mode === "echo";
+  const choices: PlannedChoice[] = new Array(params.n);
+  // Echo choices share one token list; random ones draw their own text.
+  const echoed = echo ? echoTokens(sim.tokenizer, prompt.echoText) : null;
   for (let i = 0; i < params.n; i++) {
     if (flags.forceCacheThreshold) {
-      choices.push({
-        tokens: [],
-        text: "",
-        length: 0,
-        finishReason: "cache_threshold",
-        jsonSafe: true,
-      });
+      choices[i] = { length: 0, finishReason: "cache_threshold", jsonSafe: true };
     } else if (remoteDecode) {
       // Prefill side of P/D: one token, then the decode side takes over.
-      const t = randomText(rng, 1, params.stream);
-      choices.push({
-        tokens: t.tokens,
-        text: t.text,
-        length: t.length,
-        finishReason: "remote_decode",
-        jsonSafe: true,
-      });
-    } else if (cfg.mode === "echo") {
-      const tokens = echoTokens(sim.tokenizer, prompt.echoText);
-      choices.push({
-        tokens,
-        text: tokens.join(""),
-        length: tokens.length,
-        finishReason: "stop",
-        jsonSafe: false, // the client's own text
-      });
+      choices[i] = { length: 1, finishReason: "remote_decode", jsonSafe: true };
+    } else if (echoed) {
+      choices[i] = { length: echoed.length, finishReason: "stop", jsonSafe: false };
     } else {
       const len = responseLength(rng, {
         maxTokens: params.maxTokens,
@@ -101,13 +90,19 @@ export function planGeneration(
         promptTokens: n,
         maxModelLen,
       });
-      choices.push({
-        ...randomText(rng, len.length, params.stream),
-        finishReason: len.finishReason,
-        jsonSafe: true,
-      });
+      choices[i] = { length: len.length, finishReason: len.finishReason, jsonSafe: true };
     }
   }
+  // Choice 0 reads the request's stream; the others get streams forked from
+  // it, all at once on first use, so the draws do not depend on the order in
+  // which the choices are read.
+  let forks: Rng[] | null = null;
+  const text = (j: number): TextStream => {
+    if (echoed) return new TokenListStream(echoed);
+    if (params.n === 1) return new RandomTextStream(rng);
+    forks ??= Array.from({ length: params.n }, (_, i) => i === 0 ? rng : rng.fork());
+    return new RandomTextStream(forks[j]);
+  };
   const spec: JobSpec = {
     lora: model.lora,
     promptTokens: n,
@@ -134,5 +129,5 @@ export function planGeneration(
       tp_size: 1,
     }
     : null;
-  return { promptTokens: n, cachedTokens: 0, choices, spec, kvTransferOut };
+  return { promptTokens: n, cachedTokens: 0, choices, text, spec, kvTransferOut };
 }

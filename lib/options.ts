@@ -220,18 +220,39 @@ export const OPTIONS = {
       help: "waiting requests beyond running ones; full queue → 429",
       min: 0,
     }),
+    "max-sequences-per-request": int(1024, {
+      help: "prompts × n one request may ask for (vLLM runs each as a sequence); more → 400",
+      min: 1,
+    }),
+    "max-output-tokens-per-request": int(262_144, {
+      help: "output tokens one request may reserve: over its sequences, max_tokens " +
+        "(or the drawn length when absent); more → 400",
+      min: 1,
+    }),
+    "stream-stall-timeout": dur(30_000, {
+      help: "a streaming client that reads nothing for this long while its buffer is " +
+        "full is dropped, freeing its slot",
+    }),
     "max-num-batched-tokens": later(optInt({ help: "token budget per engine step", min: 1 })),
     mode: enumOf(["echo", "random"] as const, "random", "response content source"),
     seed: int(0, { help: "random seed for content, lengths and jitter", defaultText: "now (ns)" }),
     "max-request-body-size-mb": int(4, { help: "larger bodies get 413", min: 1, max: 512 }),
     "startup-duration": dur(0, "/health/ready answers 503 until this much time has passed"),
+    "shutdown-timeout": dur(20_000, {
+      help: "on SIGTERM, how long in-flight requests may finish before they are ended",
+    }),
     "enable-sleep-mode": bool(false, {
       help: "enable /sleep (also needs VLLM_SERVER_DEV_MODE=1)",
       negatable: true,
     }),
     "enable-request-id-headers": bool(false, "echo X-Request-Id on responses"),
     "log-http": bool(false, "log every request/response at info level"),
-    "api-key": str("", "when set, /v1/* needs Authorization: Bearer <key>"),
+    "api-key": str(
+      "",
+      "when set, /v1/* and the control plane (admin, fake_metrics, sleep, wake_up) need " +
+        "Authorization: Bearer <key>",
+    ),
+    "metrics-require-api-key": bool(false, "with --api-key, /metrics needs the key too"),
     "data-parallel-size": int(1, { help: "data-parallel ranks; rank i on port+i", min: 1, max: 8 }),
     "data-parallel-rank": optInt({ help: "run one rank of a multi-process DP deployment", min: 0 }),
     omni: later(bool(false, { help: "emit a synthetic image in chat responses", negatable: true })),
@@ -268,6 +289,7 @@ export const OPTIONS = {
     "time-factor-under-load": float(1, {
       help: "latency multiplier at max-num-seqs running requests",
       min: 1,
+      max: 100,
       adminUpdatable: true,
     }),
     "time-to-generate-image": later(lat("image generation time (omni mode)")),

@@ -59,13 +59,8 @@ export interface CompletionRequest extends GenerationParams {
   echo: boolean;
 }
 
-/** More choices than this would only serve to exhaust the server's memory. */
-export const MAX_N = 1024;
-
 function parseN(o: JsonObject): number {
-  const n = optInt(o, "n", 1) ?? 1;
-  if (n > MAX_N) throw badRequest(`n must be at most ${MAX_N}, got ${n}.`, "n");
-  return n;
+  return optInt(o, "n", 1) ?? 1;
 }
 
 function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
@@ -202,8 +197,20 @@ function parsePrompts(raw: unknown): Prompt[] {
   });
 }
 
-export function parseCompletionRequest(body: unknown): CompletionRequest {
+/**
+ * `maxPrompts`: more prompts than this are refused before any is looked at,
+ * so a body of a million tiny prompts costs one comparison.
+ */
+export function parseCompletionRequest(body: unknown, maxPrompts = Infinity): CompletionRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
   const common = parseCommon(body, ["max_tokens"]);
-  return { ...common, prompts: parsePrompts(body.prompt), echo: optBool(body, "echo") ?? false };
+  const raw = body.prompt;
+  if (Array.isArray(raw) && raw.length > maxPrompts && !raw.every((p) => typeof p === "number")) {
+    throw badRequest(
+      `Too many prompts: ${raw.length}; at most ${maxPrompts} per request ` +
+        `(--max-sequences-per-request).`,
+      "prompt",
+    );
+  }
+  return { ...common, prompts: parsePrompts(raw), echo: optBool(body, "echo") ?? false };
 }

@@ -6,6 +6,8 @@
  * that goes away cancels every job at once.
  */
 import type { Engine, FinishReason, Job, JobSink } from "./engine.ts";
+import type { TextStream } from "./content.ts";
+import { ApiError } from "./errors.ts";
 import type { GenerationPlan } from "./generation.ts";
 
 export interface UsageCounts {
@@ -106,7 +108,24 @@ export interface StreamOptions {
   signal?: SignalSource;
   /** When the request reached the server (performance.now()); default: now. */
   arrival?: number;
+  /**
+   * A reader that takes nothing for this long while its buffer is full is
+   * dropped and its jobs cancelled (ms). Default: never.
+   */
+  stallTimeoutMs?: number;
+  /** Told once when a stalled reader is dropped. */
+  onStall?: () => void;
 }
+
+/**
+ * Bytes a stream may have queued and unread before it stops rendering
+ * frames. The engine goes on (a slow reader does not slow the model), the
+ * stream only counts the steps it owes and renders them when the reader
+ * takes more: a stuck client pins this much, not its whole answer.
+ */
+const STREAM_HIGH_WATER = 64 * 1024;
+/** Characters rendered in one go before they are handed on (and the queue checked). */
+const RENDER_BURST = 32 * 1024;
 
 /** An SSE body for the plans; throws (e.g. 429) before any byte is produced. */
 export function streamPlans(
@@ -118,22 +137,36 @@ export function streamPlans(
   let ctrl!: ReadableStreamDefaultController<Uint8Array>;
   let open = true;
   let jobs: Job[] = [];
+  let stallTimer: ReturnType<typeof setTimeout> | undefined;
   const cancelAll = () => {
     open = false;
+    clearTimeout(stallTimer);
     for (const j of jobs) engine.cancel(j);
   };
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      ctrl = c;
-    },
-    cancel: cancelAll,
-  });
+  const fail = (reason: Error) => {
+    if (!open) return;
+    cancelAll();
+    ctrl.error(reason);
+  };
+  const n = plans.length > 0 ? plans[0].choices.length : 0;
+  const total = usageOf(plans);
+  /** Per plan: steps the engine emitted, steps rendered, job done, end rendered. */
+  const emittedSteps = new Array<number>(plans.length).fill(0);
+  const renderedSteps = new Array<number>(plans.length).fill(0);
+  const done = new Array<boolean>(plans.length).fill(false);
+  const ended = new Array<boolean>(plans.length).fill(false);
+  const texts = plans.map((p) => new Array<TextStream | undefined>(p.choices.length));
+  let endedCount = 0;
+  let emitted = 0;
   // The frames of one burst of steps (a whole zero-latency answer, or tokens
   // caught up after a late timer) leave as one chunk: one encode and one
   // enqueue per burst instead of one per token. The engine says when a burst
   // ends (onPause, onDone). The runtime writes to the socket only after the
   // current task anyway, so no frame leaves later.
   let buffered = "";
+  /** The queue is full: frames wait (as step counts) until the reader pulls. */
+  let blocked = false;
+
   const flush = () => {
     if (!open || buffered === "") return;
     const s = buffered;
@@ -141,52 +174,94 @@ export function streamPlans(
     try {
       ctrl.enqueue(encodeChunk(s));
     } catch {
-      cancelAll();
+      return cancelAll();
+    }
+    if ((ctrl.desiredSize ?? 1) <= 0 && !blocked) {
+      blocked = true;
+      if (opts.stallTimeoutMs !== undefined) {
+        stallTimer = setTimeout(() => {
+          opts.onStall?.();
+          fail(new Error("the client stopped reading"));
+        }, opts.stallTimeoutMs);
+      }
     }
   };
-  const send = (s: string) => {
-    if (open) buffered += s;
+  const renderStep = (p: number, k: number): string => {
+    let out = "";
+    const choices = plans[p].choices;
+    const mine = texts[p];
+    for (let j = 0; j < choices.length; j++) {
+      const c = choices[j];
+      if (k >= c.length) continue;
+      emitted++;
+      const usage = opts.continuousUsage
+        ? { prompt: total.prompt, completion: emitted, cached: total.cached }
+        : null;
+      const text = (mine[j] ??= plans[p].text(j)).next();
+      out += fmt.token(p * n + j, text, k, k === c.length - 1 ? c.finishReason : null, usage);
+    }
+    return out;
   };
-  const n = plans.length > 0 ? plans[0].choices.length : 0;
-  let pending = plans.length;
-  let emitted = 0;
-  const total = usageOf(plans);
-  const sinks = plans.map((plan, p): JobSink => ({
-    onStep(_job, k) {
-      let out = "";
-      const choices = plan.choices;
-      for (let j = 0; j < choices.length; j++) {
-        const toks = choices[j].tokens;
-        if (k >= toks.length) continue;
-        emitted++;
-        const last = k === toks.length - 1;
-        const usage = opts.continuousUsage
-          ? { prompt: total.prompt, completion: emitted, cached: total.cached }
-          : null;
-        out += fmt.token(p * n + j, toks[k], k, last ? choices[j].finishReason : null, usage);
+  const renderEnd = (p: number): string => {
+    ended[p] = true;
+    let out = "";
+    plans[p].choices.forEach((c, j) => {
+      if (c.length === 0) out += fmt.empty(p * n + j, c.finishReason);
+    });
+    if (++endedCount === plans.length) {
+      if (opts.includeUsage) out += fmt.usage(total);
+      out += fmt.end();
+    }
+    return out;
+  };
+  /**
+   * Renders what plan p owes, a burst at a time; stops early (false) when
+   * the queue fills up.
+   */
+  const render = (p: number): boolean => {
+    while (renderedSteps[p] < emittedSteps[p]) {
+      buffered += renderStep(p, renderedSteps[p]++);
+      if (buffered.length >= RENDER_BURST) {
+        flush();
+        if (blocked || !open) return false;
       }
-      send(out);
+    }
+    if (done[p] && !ended[p]) buffered += renderEnd(p);
+    return true;
+  };
+  const finishIfDone = () => {
+    flush();
+    if (open && endedCount === plans.length) {
+      open = false;
+      clearTimeout(stallTimer);
+      ctrl.close();
+    }
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      ctrl = c;
+    },
+    pull() {
+      if (!blocked || !open) return;
+      blocked = false;
+      clearTimeout(stallTimer);
+      for (let p = 0; p < plans.length; p++) if (!render(p)) return;
+      finishIfDone();
+    },
+    cancel: cancelAll,
+  }, { highWaterMark: STREAM_HIGH_WATER, size: (chunk) => chunk.byteLength });
+
+  const sinks = plans.map((_, p): JobSink => ({
+    onStep(_job, k) {
+      emittedSteps[p] = k + 1;
+      if (!blocked && open) render(p);
     },
     onPause: flush,
     onDone() {
-      let out = "";
-      plan.choices.forEach((c, j) => {
-        if (c.length === 0) out += fmt.empty(p * n + j, c.finishReason);
-      });
-      if (--pending === 0) {
-        if (opts.includeUsage) out += fmt.usage(total);
-        out += fmt.end();
-        send(out);
-        flush();
-        if (open) {
-          open = false;
-          ctrl.close();
-        }
-      } else {
-        send(out);
-        flush();
-      }
+      done[p] = true;
+      if (!blocked && open && render(p)) finishIfDone();
     },
+    onAbort: () => fail(new Error("the server is shutting down")),
   }));
   jobs = submitAll(engine, plans, sinks, opts.arrival);
   if (open) {
@@ -212,10 +287,12 @@ export function collectPlans(
 ): Promise<void> | null {
   let pending = plans.length;
   let resolve: (() => void) | undefined;
+  let abort: ((reason: Error) => void) | undefined;
   const sink: JobSink = {
     onDone() {
       if (--pending === 0) resolve?.();
     },
+    onAbort: () => abort?.(new ApiError(503, "The server is shutting down.")),
   };
   const sinks = new Array<JobSink>(plans.length).fill(sink);
   const jobs = submitAll(engine, plans, sinks, arrival);
@@ -223,12 +300,13 @@ export function collectPlans(
   return new Promise((res, reject) => {
     resolve = res;
     const s = signal?.();
-    const abort = () => {
+    abort = (reason) => {
       for (const j of jobs) engine.cancel(j);
-      reject(new DOMException("client disconnected", "AbortError"));
+      reject(reason);
     };
+    const gone = () => abort?.(new DOMException("client disconnected", "AbortError"));
     // A client that left before we got here never fires "abort".
-    if (s?.aborted) abort();
-    else s?.addEventListener("abort", abort, { once: true });
+    if (s?.aborted) gone();
+    else s?.addEventListener("abort", gone, { once: true });
   });
 }

@@ -23,7 +23,8 @@ function lastUserText(messages: readonly ChatMessage[]): string {
 
 const CHAT: GenerationEndpoint<ChatRequest> = {
   idPrefix: "chatcmpl",
-  parse: parseChatRequest,
+  parse: (body) => parseChatRequest(body),
+  sequences: (body) => body.n,
   plan: (sim, body, model, flags) => [
     planGeneration(
       sim,
@@ -54,8 +55,9 @@ function chatResponseJson(id: string, created: number, model: string, plan: Gene
   let choices = "";
   for (let i = 0; i < plan.choices.length; i++) {
     const c = plan.choices[i];
+    const text = plan.text(i).take(c.length);
     choices += `${i === 0 ? "" : ","}{"index":${i},"message":{"role":"assistant","content":${
-      c.jsonSafe ? `"${c.text}"` : JSON.stringify(c.text)
+      c.jsonSafe ? `"${text}"` : JSON.stringify(text)
     },"tool_calls":[]},"logprobs":null,"finish_reason":${
       JSON.stringify(c.finishReason)
     },"stop_reason":null}`;

@@ -3,7 +3,8 @@
  * that each endpoint family parameterises with its parser, planner, chunk
  * format and response body, plus the special headers and failure injection.
  */
-import { ApiError } from "../lib/errors.ts";
+import type { Config } from "../lib/config.ts";
+import { ApiError, badRequest } from "../lib/errors.ts";
 import { drawFailure, failureError, holdOpen } from "../lib/failures.ts";
 import type { GenerationFlags, GenerationPlan } from "../lib/generation.ts";
 import type { ResolvedModel } from "../lib/models.ts";
@@ -17,7 +18,9 @@ export interface GenerationEndpoint<B extends GenerationParams> {
   /** Response id prefix: "chatcmpl", "cmpl". */
   idPrefix: string;
   /** Validates the JSON body (ApiError 400 on bad input). */
-  parse(body: unknown): B;
+  parse(body: unknown, cfg: Config): B;
+  /** Sequences the request asks for: prompts × n. */
+  sequences(body: B): number;
   /** One plan per engine request (vLLM runs each prompt as its own request). */
   plan(sim: Simulator, body: B, model: ResolvedModel, flags: GenerationFlags): GenerationPlan[];
   /** The SSE frames of a streamed answer. */
@@ -40,22 +43,58 @@ export async function serveGeneration<B extends GenerationParams>(
   rejectEarly(req, ctx);
   const held = injectFailure(ctx);
   if (held) return held;
-  const body = ep.parse(await readJson(req, sim.config["max-request-body-size-mb"] * 1048576));
+  const cfg = sim.config;
+  const body = ep.parse(await readJson(req, cfg["max-request-body-size-mb"] * 1048576), cfg);
   const model = sim.models.require(body.model);
+  checkSequences(ep.sequences(body), cfg);
   const plans = ep.plan(sim, body, model, generationFlags(req));
+  checkOutputBudget(plans, body.maxTokens, cfg);
   const id = `${ep.idPrefix}-${ctx.requestId}`;
   const created = Math.floor(Date.now() / 1000);
   if (body.stream) {
     const stream = streamPlans(sim.engine, plans, ep.chunks(id, created, body), {
-      ...body,
+      includeUsage: body.includeUsage,
+      continuousUsage: body.continuousUsage,
       signal: () => req.signal, // a streamed body is cancelled on disconnect anyway
       arrival: ctx.arrival,
+      stallTimeoutMs: cfg["stream-stall-timeout"],
+      onStall: () => sim.log.info("dropped a client that stopped reading its stream", { id }),
     });
     return new Response(stream, { headers: SSE_HEADERS });
   }
   const running = collectPlans(sim.engine, plans, ctx.clientGone, ctx.arrival);
   if (running) await running;
   return jsonText(ep.respond(id, created, body, plans));
+}
+
+/** --max-sequences-per-request: prompts × n. */
+function checkSequences(sequences: number, cfg: Config): void {
+  const max = cfg["max-sequences-per-request"];
+  if (sequences <= max) return;
+  throw badRequest(
+    `This request asks for ${sequences} sequences (prompts × n); at most ${max} per request ` +
+      `(--max-sequences-per-request).`,
+    "n",
+  );
+}
+
+/**
+ * --max-output-tokens-per-request: what the request's sequences may
+ * generate, counted before anything runs: max_tokens for each (a promise the
+ * client asked for), else the length drawn for it.
+ */
+function checkOutputBudget(plans: GenerationPlan[], maxTokens: number | undefined, cfg: Config) {
+  const max = cfg["max-output-tokens-per-request"];
+  let reserved = 0;
+  for (const p of plans) {
+    for (const c of p.choices) reserved += maxTokens ?? c.length;
+  }
+  if (reserved <= max) return;
+  throw badRequest(
+    `This request may generate up to ${reserved} tokens over its sequences; at most ${max} ` +
+      `per request (--max-output-tokens-per-request). Lower max_tokens or n.`,
+    maxTokens === undefined ? "n" : "max_tokens",
+  );
 }
 
 export const SSE_HEADERS = {

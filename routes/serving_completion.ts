@@ -23,7 +23,8 @@ function promptText(p: Prompt): string {
 
 const COMPLETIONS: GenerationEndpoint<CompletionRequest> = {
   idPrefix: "cmpl",
-  parse: parseCompletionRequest,
+  parse: (body, cfg) => parseCompletionRequest(body, cfg["max-sequences-per-request"]),
+  sequences: (body) => body.prompts.length * body.n,
   // vLLM runs each prompt as its own request; choices are numbered prompt-major.
   plan: (sim, body, model, flags) =>
     body.prompts.map((p) => planGeneration(sim, body, promptInput(sim, p), model, flags)),
@@ -51,7 +52,7 @@ function completionResponse(
     choices: plans.flatMap((plan, p) =>
       plan.choices.map((c, j) => ({
         index: p * body.n + j,
-        text: (body.echo ? promptText(body.prompts[p]) : "") + c.text,
+        text: (body.echo ? promptText(body.prompts[p]) : "") + plan.text(j).take(c.length),
         logprobs: null,
         finish_reason: c.finishReason,
         stop_reason: null,
