@@ -7,6 +7,7 @@ import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "
 import type { LoadedConfig } from "./lib/config.ts";
 import { releaseHeld } from "./lib/failures.ts";
 import { Logger } from "./lib/log.ts";
+import { guardProcess } from "./lib/process_guard.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
 import { DisconnectWatcher } from "./routes/disconnect.ts";
 import { createRouter, type ServeHandler } from "./routes/router.ts";
@@ -95,7 +96,10 @@ function listen(
         );
       },
       onError: (e) => {
-        sim.log.error("request failed", { error: String(e) });
+        // A body broken off on purpose (a 413 that closes its connection, a
+        // stalled reader dropped) is the client's doing, not a server error.
+        const aborted = e instanceof DOMException && e.name === "AbortError";
+        sim.log[aborted ? "debug" : "error"]("request failed", { error: String(e) });
         return new Response(null, { status: 500 });
       },
     }, (req, info) => handler(req, info));
@@ -216,6 +220,7 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  guardProcess(running.ranks[0].sim.log);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) Deno.exit(130); // a second signal exits at once

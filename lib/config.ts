@@ -2,6 +2,7 @@
 // driven by the option table in options.ts.
 import YAML from "yaml";
 import { formatDuration, parseDuration } from "./duration.ts";
+import { loraNameProblem } from "./models.ts";
 import {
   ADMIN_KEYS,
   BLOCK_SIZES,
@@ -98,6 +99,9 @@ function checkRange(o: ValueOption, n: number, from: string): number {
 function coerce(o: ValueOption, raw: unknown, from: string): unknown {
   switch (o.type) {
     case "int": {
+      if (typeof raw === "number" && !Number.isSafeInteger(raw)) {
+        fail(o.name, from, "must be an integer (at most 2^53)");
+      }
       const s = scalarString(o, raw, from).trim();
       if (!/^[+-]?\d+$/.test(s) || !Number.isSafeInteger(Number(s))) {
         fail(o.name, from, `must be an integer (at most 2^53), got "${s}"`);
@@ -105,6 +109,9 @@ function coerce(o: ValueOption, raw: unknown, from: string): unknown {
       return checkRange(o, Number(s), from);
     }
     case "float": {
+      if (typeof raw === "number" && !Number.isFinite(raw)) {
+        fail(o.name, from, "must be a finite number");
+      }
       const s = scalarString(o, raw, from).trim();
       const n = Number(s);
       if (s === "" || !Number.isFinite(n)) fail(o.name, from, `must be a number, got "${s}"`);
@@ -495,6 +502,8 @@ function validate(cfg: Config): void {
   rule("fake-metrics-refresh-interval", cfg["fake-metrics-refresh-interval"] > 0, "must be > 0");
   const names = [cfg.model, ...cfg["served-model-name"]];
   for (const l of cfg["lora-modules"]) {
+    const problem = loraNameProblem(l.name);
+    rule("lora-modules", problem === null, `adapter name "${l.name}" ${problem}`);
     rule(
       "lora-modules",
       l.base_model_name === undefined || names.includes(l.base_model_name),

@@ -22,7 +22,7 @@ export class DurationError extends Error {}
 /** Parses "100ms", "1.5s", "1m30s", "750us" or a bare millisecond count. */
 export function parseDuration(input: string | number): number {
   if (typeof input === "number") {
-    if (!Number.isFinite(input)) throw new DurationError(`invalid duration ${input}`);
+    if (!Number.isFinite(input)) throw new DurationError("a duration must be a finite number");
     if (input < 0) throw new DurationError(`negative duration ${input}`);
     return input;
   }

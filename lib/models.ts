@@ -32,6 +32,21 @@ export interface ModelCard {
   permission: unknown[];
 }
 
+/** Longest adapter name accepted (vLLM's model names are paths; this is plenty). */
+const MAX_LORA_NAME = 256;
+
+/**
+ * Why `name` cannot name a LoRA adapter, or null. vllm:lora_requests_info
+ * lists running adapters comma-separated in one label, so a comma would make
+ * it ambiguous; whitespace and control characters break logs and labels.
+ */
+export function loraNameProblem(name: string): string | null {
+  if (name === "") return "must not be empty";
+  if (name.length > MAX_LORA_NAME) return `must be at most ${MAX_LORA_NAME} characters`;
+  if (/[\s,\p{Cc}]/u.test(name)) return "must not contain commas, whitespace or control characters";
+  return null;
+}
+
 export class ModelRegistry {
   readonly #served: Set<string>;
   readonly #loras = new Map<string, LoraAdapter>();
@@ -90,6 +105,10 @@ export class ModelRegistry {
   }
 
   loadLora(name: string, path: string): void {
+    const problem = loraNameProblem(name);
+    if (problem) {
+      throw new ApiError(400, `Invalid LoRA adapter name '${name}': it ${problem}.`, "lora_name");
+    }
     if (this.#served.has(name)) {
       throw new ApiError(
         400,

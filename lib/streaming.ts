@@ -143,7 +143,7 @@ export function streamPlans(
     clearTimeout(stallTimer);
     for (const j of jobs) engine.cancel(j);
   };
-  const fail = (reason: Error) => {
+  const fail = (reason: DOMException) => {
     if (!open) return;
     cancelAll();
     ctrl.error(reason);
@@ -181,7 +181,7 @@ export function streamPlans(
       if (opts.stallTimeoutMs !== undefined) {
         stallTimer = setTimeout(() => {
           opts.onStall?.();
-          fail(new Error("the client stopped reading"));
+          fail(new DOMException("the client stopped reading", "AbortError"));
         }, opts.stallTimeoutMs);
       }
     }
@@ -261,7 +261,7 @@ export function streamPlans(
       done[p] = true;
       if (!blocked && open && render(p)) finishIfDone();
     },
-    onAbort: () => fail(new Error("the server is shutting down")),
+    onAbort: () => fail(new DOMException("the server is shutting down", "AbortError")),
   }));
   jobs = submitAll(engine, plans, sinks, opts.arrival);
   if (open) {

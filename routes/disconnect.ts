@@ -14,6 +14,12 @@
  * lost its client. Keying on the client port alone can only miss a
  * disconnect (another client sharing the port number), never invent one.
  * Where /proc is unreadable the watcher turns itself off.
+ *
+ * A live client must never be taken for gone, so a watch is judged only by
+ * scans that began after it was registered (a connection accepted while the
+ * table was being read may be missing from it), and only after two such
+ * scans in a row miss its port (the kernel writes the table in pieces, and
+ * a connection can slip between two of them while others open and close).
  */
 
 const TABLES = ["/proc/net/tcp", "/proc/net/tcp6"];
@@ -28,12 +34,23 @@ export interface Watch {
   release(): void;
 }
 
+/** Scans in a row that must miss a port before its watches abort. */
+const MISSES_TO_ABORT = 2;
+
+interface Entry {
+  ctrl: AbortController;
+  /** Scans begun before the watch was registered: those cannot judge it. */
+  registeredAfter: number;
+  misses: number;
+}
+
 export class DisconnectWatcher {
   readonly #port: number;
-  readonly #watched = new Map<number, Set<AbortController>>();
+  readonly #watched = new Map<number, Set<Entry>>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #period = MIN_PERIOD_MS;
   #disabled = false;
+  #scansBegun = 0;
 
   constructor(port: number) {
     this.#port = port;
@@ -45,12 +62,13 @@ export class DisconnectWatcher {
     if (this.#disabled) return { signal: ctrl.signal, release() {} };
     let set = this.#watched.get(remotePort);
     if (!set) this.#watched.set(remotePort, set = new Set());
-    set.add(ctrl);
+    const entry: Entry = { ctrl, registeredAfter: this.#scansBegun, misses: 0 };
+    set.add(entry);
     this.#schedule();
     return {
       signal: ctrl.signal,
       release: () => {
-        set.delete(ctrl);
+        set.delete(entry);
         if (set.size === 0 && this.#watched.get(remotePort) === set) {
           this.#watched.delete(remotePort);
         }
@@ -73,6 +91,7 @@ export class DisconnectWatcher {
 
   async #scan(): Promise<void> {
     const started = performance.now();
+    const scan = ++this.#scansBegun;
     const open = new Set<number>();
     let readable = 0;
     for (const table of TABLES) {
@@ -90,14 +109,27 @@ export class DisconnectWatcher {
       this.#disabled = true;
       return;
     }
-    for (const [port, ctrls] of this.#watched) {
-      if (open.has(port)) continue;
-      this.#watched.delete(port);
-      for (const c of ctrls) c.abort(new DOMException("client disconnected", "AbortError"));
-    }
+    this.judge(open, scan);
     const cost = performance.now() - started;
     this.#period = Math.min(MAX_PERIOD_MS, Math.max(MIN_PERIOD_MS, cost * 20));
     this.#schedule();
+  }
+
+  /**
+   * Applies one scan's findings (`open`: client ports with an ESTABLISHED
+   * connection; `scan`: the scan's number, counted from 1). Exposed for tests.
+   */
+  judge(open: ReadonlySet<number>, scan: number): void {
+    for (const [port, entries] of this.#watched) {
+      for (const e of entries) {
+        if (open.has(port)) e.misses = 0;
+        else if (e.registeredAfter < scan && ++e.misses >= MISSES_TO_ABORT) {
+          entries.delete(e);
+          e.ctrl.abort(new DOMException("client disconnected", "AbortError"));
+        }
+      }
+      if (entries.size === 0) this.#watched.delete(port);
+    }
   }
 }
 

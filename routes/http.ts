@@ -39,24 +39,49 @@ export function jsonText(body: string, status = 200): Response {
 }
 
 export function errorResponse(e: ApiError): Response {
-  const res = json(errorBody(e), e.status);
-  // An over-long upload is not read to its end: the connection cannot be reused.
-  if (e.status === 413) res.headers.set("connection", "close");
-  return res;
+  if (e instanceof BodyTooLarge) return tooLargeResponse(e);
+  return json(errorBody(e), e.status);
+}
+
+/** A body over the size limit (413). */
+class BodyTooLarge extends ApiError {
+  /** Chunked: the client may go on sending without end. */
+  constructor(limit: number, readonly unbounded: boolean) {
+    super(413, `Request body too large: the limit is ${limit / 1048576} MB.`);
+  }
+}
+
+/**
+ * A 413 closes the connection: the rest of the upload is never wanted. With
+ * a declared length the runtime discards the declared rest, then closes. A
+ * chunked upload has no end the runtime could wait for (it would read and
+ * discard for as long as the client sends), so after the error body the
+ * response is broken off, which closes the connection at once.
+ */
+function tooLargeResponse(e: BodyTooLarge): Response {
+  const headers = { "content-type": "application/json", connection: "close" };
+  if (!e.unbounded) return new Response(JSON.stringify(errorBody(e)), { status: 413, headers });
+  const bytes = new TextEncoder().encode(JSON.stringify(errorBody(e)));
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(bytes);
+    },
+    // Pulled again once the error body is on its way out.
+    pull(c) {
+      c.error(new DOMException("body too large: connection closed", "AbortError"));
+    },
+  });
+  return new Response(body, { status: 413, headers });
 }
 
 export function text(body: string, status = 200): Response {
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
 
-function tooLarge(limit: number): ApiError {
-  return new ApiError(413, `Request body too large: the limit is ${limit / 1048576} MB.`);
-}
-
 /** Reads and parses a JSON body, refusing bodies over `limit` bytes (413). */
 export async function readJson(req: Request, limit: number): Promise<unknown> {
   const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (declared !== null && Number(declared) > limit) throw new BodyTooLarge(limit, false);
   if (declared !== null) {
     // The runtime holds the body to its declared length. req.json() is
     // ~1 µs cheaper here than req.text() + JSON.parse (measured with wrk).
@@ -74,7 +99,7 @@ export async function readJson(req: Request, limit: number): Promise<unknown> {
     try {
       for await (const part of req.body) {
         total += part.byteLength;
-        if (total > limit) throw tooLarge(limit);
+        if (total > limit) throw new BodyTooLarge(limit, true);
         parts.push(part);
       }
     } catch (e) {

@@ -32,7 +32,12 @@ export interface Route {
  * a registered name or IPv4 address, or a bracketed IPv6 literal, and an
  * optional port. Anything else ("x/admin?", "a b", "u@x") is a 400.
  */
-const VALID_HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+const HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
+
+function validHost(host: string): boolean {
+  const m = HOST.exec(host);
+  return m !== null && (m[1] === undefined || Number(m[1]) <= 65535);
+}
 
 export interface PodInfo {
   podName?: string;
@@ -87,7 +92,7 @@ export function createRouter(
     let res: Response;
     try {
       const host = req.headers.get("host");
-      if (host !== null && host !== "" && !VALID_HOST.test(host)) {
+      if (host !== null && host !== "" && !validHost(host)) {
         throw new ApiError(400, "Invalid Host header.");
       }
       let url: URL | undefined;
