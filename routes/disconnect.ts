@@ -91,7 +91,7 @@ export class DisconnectWatcher {
 
   async #scan(): Promise<void> {
     const started = performance.now();
-    const scan = ++this.#scansBegun;
+    const scan = this.beginScan();
     const open = new Set<number>();
     let readable = 0;
     for (const table of TABLES) {
@@ -115,9 +115,14 @@ export class DisconnectWatcher {
     this.#schedule();
   }
 
+  /** Numbers a scan that is about to read the tables (from 1). */
+  beginScan(): number {
+    return ++this.#scansBegun;
+  }
+
   /**
    * Applies one scan's findings (`open`: client ports with an ESTABLISHED
-   * connection; `scan`: the scan's number, counted from 1). Exposed for tests.
+   * connection; `scan`: its number from beginScan). Public for tests.
    */
   judge(open: ReadonlySet<number>, scan: number): void {
     for (const [port, entries] of this.#watched) {

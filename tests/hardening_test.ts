@@ -6,6 +6,7 @@
  * from what the old code did.
  */
 import assert from "node:assert/strict";
+import { DisconnectWatcher } from "../routes/disconnect.ts";
 import { rawHttp, sleep, spawnSim, startSim } from "./helpers.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({
@@ -267,6 +268,32 @@ Deno.test("live clients on new connections are never taken for gone", async () =
     for (const st of batch) statuses.set(st, (statuses.get(st) ?? 0) + 1);
   }
   assert.deepEqual([...statuses], [[200, 300]]);
+});
+
+Deno.test("disconnect watcher: judged only by later scans, and only after two misses", () => {
+  const w = new DisconnectWatcher(8000);
+  try {
+    const early = w.watch(5001);
+    // A scan began, then a connection was accepted and watched while the
+    // table was being read: the table cannot list it.
+    const first = w.beginScan();
+    const late = w.watch(5002);
+    w.judge(new Set([5001]), first);
+    assert.equal(late.signal.aborted, false, "a scan begun before the watch cannot judge it");
+    // One later scan that misses a port is not enough (a table read in pieces
+    // can skip a live connection), two in a row are.
+    w.judge(new Set([5001]), w.beginScan());
+    assert.equal(late.signal.aborted, false);
+    w.judge(new Set([5001, 5002]), w.beginScan());
+    w.judge(new Set([5001]), w.beginScan());
+    assert.equal(late.signal.aborted, false, "the misses must be consecutive");
+    w.judge(new Set([5001]), w.beginScan());
+    assert.equal(late.signal.aborted, true);
+    assert.equal(early.signal.aborted, false);
+    early.release();
+  } finally {
+    w.close();
+  }
 });
 
 // ------------------------------------------------------------ 7. Host header
