@@ -7,6 +7,8 @@ import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "
 import type { LoadedConfig } from "./lib/config.ts";
 import { releaseHeld } from "./lib/failures.ts";
 import { Logger } from "./lib/log.ts";
+import { SupervisedServer } from "./lib/net/listener.ts";
+import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
 import { guardProcess } from "./lib/process_guard.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
 import { DisconnectWatcher } from "./routes/disconnect.ts";
@@ -17,9 +19,12 @@ export interface RunningRank {
   sim: Simulator;
   port: number;
   url: string;
-  server: Deno.HttpServer<Deno.NetAddr>;
+  /** The listener (started again if its accept loop fails). */
+  listener: SupervisedServer;
   /** Watches pending answers' connections (routes/disconnect.ts). */
   watcher: DisconnectWatcher;
+  /** Its connections' bookkeeping for the timeouts (lib/net/reaper.ts). */
+  connections: ConnectionTable;
 }
 
 export interface Running {
@@ -55,6 +60,32 @@ function tlsOptions(cfg: LoadedConfig["config"]): Tls {
   }
 }
 
+/** The header, body and idle timeouts a pod's config sets, read at every scan. */
+function connectionTable(sim: Simulator, port: number): ConnectionTable {
+  const table = new ConnectionTable(port, () => ({
+    headerMs: sim.config["header-timeout"],
+    bodyMs: sim.config["body-timeout"],
+    idleMs: sim.config["idle-timeout"],
+  }), (rule, c) => sim.log.debug("closed a connection", { rule, port, client: c.peerPort }));
+  if (!processReaper.add(table)) {
+    sim.log.warn("header, body and idle timeouts are off here", {
+      reason: processReaper.unavailable,
+    });
+  }
+  return table;
+}
+
+/** A listener that is not the client's fault logs at error level. */
+function onError(sim: Simulator) {
+  return (e: unknown) => {
+    // A body broken off on purpose (a 413 that closes its connection, a
+    // stalled reader dropped) is the client's doing, not a server error.
+    const aborted = e instanceof DOMException && e.name === "AbortError";
+    sim.log[aborted ? "debug" : "error"]("request failed", { error: String(e) });
+    return new Response(null, { status: 500 });
+  };
+}
+
 function listen(
   loaded: LoadedConfig,
   rank: number,
@@ -66,43 +97,45 @@ function listen(
   const cfg = loaded.config;
   const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined, rank);
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
+  const scheme = "cert" in tls ? "https" : "http";
   return new Promise((resolve) => {
     // The router needs the real port (for x-inference-port), known on listen.
     let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
-    let watcher: DisconnectWatcher;
-    const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve({
-      hostname: cfg.host,
-      port,
-      ...tls,
-      onListen: (addr) => {
-        const real = (addr as Deno.NetAddr).port;
-        sim.port = real;
-        handler = createRouter(sim, ROUTES, real, {
-          podName: env.POD_NAME,
-          podNamespace: env.POD_NAMESPACE,
-        }, watcher = new DisconnectWatcher(real));
-        const scheme = "cert" in tls ? "https" : "http";
-        if (!opts.quiet) {
-          sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${real}` });
-        }
-        queueMicrotask(() =>
-          resolve({
-            sim,
-            port: real,
-            url: `${scheme}://${sim.reachableHost}:${real}`,
-            server,
-            watcher,
-          })
-        );
-      },
-      onError: (e) => {
-        // A body broken off on purpose (a 413 that closes its connection, a
-        // stalled reader dropped) is the client's doing, not a server error.
-        const aborted = e instanceof DOMException && e.name === "AbortError";
-        sim.log[aborted ? "debug" : "error"]("request failed", { error: String(e) });
-        return new Response(null, { status: 500 });
-      },
-    }, (req, info) => handler(req, info));
+    const listener = new SupervisedServer(
+      (again) =>
+        Deno.serve({
+          hostname: cfg.host,
+          port: again ?? port,
+          ...tls,
+          onListen: (addr) => {
+            if (again !== undefined) return;
+            const real = (addr as Deno.NetAddr).port;
+            sim.port = real;
+            const watcher = new DisconnectWatcher(real);
+            const connections = connectionTable(sim, real);
+            handler = createRouter(sim, ROUTES, real, {
+              podName: env.POD_NAME,
+              podNamespace: env.POD_NAMESPACE,
+            }, { watcher, connections });
+            if (!opts.quiet) {
+              sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${real}` });
+            }
+            queueMicrotask(() =>
+              resolve({
+                sim,
+                port: real,
+                url: `${scheme}://${sim.reachableHost}:${real}`,
+                listener,
+                watcher,
+                connections,
+              })
+            );
+          },
+          onError: onError(sim),
+        }, (req, info) => handler(req, info)),
+      () => sim.port,
+      sim.log,
+    );
   });
 }
 
@@ -114,19 +147,29 @@ function serveMetrics(
   tls: Tls,
   env: Record<string, string | undefined>,
   opts: StartOptions,
-): Deno.HttpServer<Deno.NetAddr> {
+): { listener: SupervisedServer; connections: ConnectionTable } {
+  const connections = connectionTable(sim, port);
   const handler = createRouter(sim, METRICS_PORT_ROUTES, port, {
     podName: env.POD_NAME,
     podNamespace: env.POD_NAMESPACE,
-  });
-  return Deno.serve({
-    hostname,
-    port,
-    ...tls,
-    onListen: (addr) => {
-      if (!opts.quiet) sim.log.info("metrics listening", { address: `${hostname}:${addr.port}` });
-    },
-  }, handler);
+  }, { connections });
+  const listener = new SupervisedServer(
+    () =>
+      Deno.serve({
+        hostname,
+        port,
+        ...tls,
+        onListen: (addr) => {
+          if (!opts.quiet) {
+            sim.log.info("metrics listening", { address: `${hostname}:${addr.port}` });
+          }
+        },
+        onError: onError(sim),
+      }, handler),
+    () => port,
+    sim.log,
+  );
+  return { listener, connections };
 }
 
 export async function startServers(argv: string[], opts: StartOptions = {}): Promise<Running> {
@@ -144,12 +187,12 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   const basePort = opts.port ?? cfg.port;
   const tls = tlsOptions(cfg);
   const ranks: RunningRank[] = [];
-  let metricsServer: Deno.HttpServer<Deno.NetAddr> | null = null;
+  let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
     for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
     const drained = Promise.all([
-      ...ranks.map((r) => r.server.shutdown()),
-      metricsServer?.shutdown(),
+      ...ranks.map((r) => r.listener.shutdown()),
+      metrics?.listener.shutdown(),
     ]);
     if (!await settlesWithin(drained, cfg["shutdown-timeout"])) {
       // Past the deadline: end every answer still running. A connection
@@ -164,8 +207,10 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     for (const r of ranks) {
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
-      r.watcher?.close();
+      r.watcher.close();
+      processReaper.remove(r.connections);
     }
+    if (metrics) processReaper.remove(metrics.connections);
   };
   const single = cfg["data-parallel-rank"] !== undefined;
   const count = single ? 1 : cfg["data-parallel-size"];
@@ -179,7 +224,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     }
     if (cfg["metrics-port"] !== undefined) {
       port = cfg["metrics-port"];
-      metricsServer = serveMetrics(ranks[0].sim, cfg.host, port, tls, env, opts);
+      metrics = serveMetrics(ranks[0].sim, cfg.host, port, tls, env, opts);
     }
   } catch (e) {
     // Whatever did start is closed again: no half-started server lingers.

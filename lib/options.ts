@@ -229,6 +229,13 @@ export const OPTIONS = {
         "(or the drawn length when absent); more → 400",
       min: 1,
     }),
+    "header-timeout": dur(10_000, {
+      help: "a connection gets this long to send a request's head (no request in flight)",
+    }),
+    "body-timeout": dur(30_000, { help: "a request's body must arrive within this time" }),
+    "idle-timeout": dur(5_000, {
+      help: "an idle keep-alive connection is closed after this long (vLLM's uvicorn: 5s)",
+    }),
     "stream-stall-timeout": dur(30_000, {
       help: "a streaming client that reads nothing for this long while its buffer is " +
         "full is dropped, freeing its slot",

@@ -14,7 +14,7 @@ export function getAdminConfig(_req: Request, ctx: RequestContext): Response {
 
 export async function postAdminConfig(req: Request, ctx: RequestContext): Promise<Response> {
   const { sim } = ctx;
-  const patch = await readJson(req, sim.config["max-request-body-size-mb"] * 1048576);
+  const patch = await readJson(req, ctx);
   let next: Config;
   try {
     // Built from the config current now (after the body arrived): no update is lost.

@@ -94,17 +94,23 @@ export class DisconnectWatcher {
     const scan = this.beginScan();
     const open = new Set<number>();
     let readable = 0;
+    let transient = false;
     for (const table of TABLES) {
       let text: string;
       try {
         text = await Deno.readTextFile(table);
-      } catch {
+      } catch (e) {
+        // Out of descriptors (a connection flood) is no reason to stop watching.
+        if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied)) {
+          transient = true;
+        }
         continue;
       }
       readable++;
       collectOpen(text, this.#port, open);
     }
     this.#timer = undefined;
+    if (transient) return this.#schedule(); // judge nothing on a partial view
     if (readable === 0) {
       this.#disabled = true;
       return;

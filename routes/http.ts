@@ -23,6 +23,12 @@ export interface RequestContext {
    * cannot watch itself, a TCP-table watch (routes/disconnect.ts).
    */
   clientGone(): AbortSignal;
+  /** The request body has been read, or will not be waited for (body timeout). */
+  bodyRead(): void;
+  /** Close the connection once the answer is out (an upload we will not read). */
+  closeConnection(): void;
+  /** Set by a handler whose answer goes on after it returns (a stream). */
+  streaming: boolean;
 }
 
 export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;
@@ -55,31 +61,34 @@ class BodyTooLarge extends ApiError {
  * A 413 closes the connection: the rest of the upload is never wanted. With
  * a declared length the runtime discards the declared rest, then closes. A
  * chunked upload has no end the runtime could wait for (it would read and
- * discard for as long as the client sends), so after the error body the
- * response is broken off, which closes the connection at once.
+ * discard for as long as the client sends), so its connection is also
+ * marked for the reaper, which shuts it down within a second of the answer.
  */
 function tooLargeResponse(e: BodyTooLarge): Response {
   const headers = { "content-type": "application/json", connection: "close" };
-  if (!e.unbounded) return new Response(JSON.stringify(errorBody(e)), { status: 413, headers });
-  const bytes = new TextEncoder().encode(JSON.stringify(errorBody(e)));
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      c.enqueue(bytes);
-    },
-    // Pulled again once the error body is on its way out.
-    pull(c) {
-      c.error(new DOMException("body too large: connection closed", "AbortError"));
-    },
-  });
-  return new Response(body, { status: 413, headers });
+  return new Response(JSON.stringify(errorBody(e)), { status: 413, headers });
 }
 
 export function text(body: string, status = 200): Response {
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
 
-/** Reads and parses a JSON body, refusing bodies over `limit` bytes (413). */
-export async function readJson(req: Request, limit: number): Promise<unknown> {
+/**
+ * Reads and parses a JSON body, refusing bodies over
+ * --max-request-body-size-mb (413).
+ */
+export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
+  try {
+    return await readJsonUpTo(req, ctx.sim.config["max-request-body-size-mb"] * 1048576);
+  } catch (e) {
+    if (e instanceof BodyTooLarge && e.unbounded) ctx.closeConnection();
+    throw e;
+  } finally {
+    ctx.bodyRead();
+  }
+}
+
+async function readJsonUpTo(req: Request, limit: number): Promise<unknown> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) throw new BodyTooLarge(limit, false);
   if (declared !== null) {

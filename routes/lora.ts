@@ -7,12 +7,8 @@ import { badRequest } from "../lib/errors.ts";
 import { optString, requireObject } from "../lib/validate.ts";
 import { readJson, type RequestContext, text } from "./http.ts";
 
-function bodyLimit(ctx: RequestContext): number {
-  return ctx.sim.config["max-request-body-size-mb"] * 1048576;
-}
-
 export async function loadLoraAdapter(req: Request, ctx: RequestContext): Promise<Response> {
-  const body = requireObject(await readJson(req, bodyLimit(ctx)));
+  const body = requireObject(await readJson(req, ctx));
   const name = optString(body, "lora_name");
   const path = optString(body, "lora_path");
   if (!name || !path) {
@@ -24,7 +20,7 @@ export async function loadLoraAdapter(req: Request, ctx: RequestContext): Promis
 }
 
 export async function unloadLoraAdapter(req: Request, ctx: RequestContext): Promise<Response> {
-  const body = requireObject(await readJson(req, bodyLimit(ctx)));
+  const body = requireObject(await readJson(req, ctx));
   const name = optString(body, "lora_name");
   if (!name) {
     throw badRequest("either 'lora_name' and 'lora_int_id' needs to be provided.", "lora_name");

@@ -12,7 +12,7 @@ export async function metrics(_req: Request, ctx: RequestContext): Promise<Respo
 /** Partial update of the fake metrics, with POST /admin/config's merge rules. */
 export async function fakeMetrics(req: Request, ctx: RequestContext): Promise<Response> {
   const { sim } = ctx;
-  const body = await readJson(req, sim.config["max-request-body-size-mb"] * 1048576);
+  const body = await readJson(req, ctx);
   try {
     sim.replaceConfig(applyAdminUpdate(sim.config, { "fake-metrics": body }));
   } catch (e) {

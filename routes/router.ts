@@ -8,6 +8,12 @@
 import { ApiError } from "../lib/errors.ts";
 import type { Config } from "../lib/config.ts";
 import type { Simulator } from "../lib/simulator.ts";
+import {
+  bodyDone,
+  type ConnectionRecord,
+  type ConnectionTable,
+  requestDone,
+} from "../lib/net/reaper.ts";
 import type { DisconnectWatcher, Watch } from "./disconnect.ts";
 import { errorResponse, type Handler, type RequestContext } from "./http.ts";
 
@@ -65,13 +71,22 @@ export type ServeHandler = (
   info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
 ) => Promise<Response>;
 
+/** What the listener watches its connections with (both optional). */
+export interface Transport {
+  /** Notices clients that hang up while an answer is pending. */
+  watcher?: DisconnectWatcher;
+  /** Per-connection bookkeeping for the header, body and idle timeouts. */
+  connections?: ConnectionTable;
+}
+
 export function createRouter(
   sim: Simulator,
   routes: readonly Route[],
   port: number,
   pod: PodInfo,
-  watcher?: DisconnectWatcher,
+  transport: Transport = {},
 ): ServeHandler {
+  const { watcher, connections } = transport;
   const table = new Map<string, Map<string, Route>>();
   for (const r of routes) {
     let byMethod = table.get(r.path);
@@ -84,6 +99,10 @@ export function createRouter(
   if (pod.podNamespace) podHeaders.push(["x-inference-namespace", pod.podNamespace]);
 
   return async (req, info): Promise<Response> => {
+    const arrival = performance.now();
+    const conn = connections && info ? connections.begin(info.remoteAddr.port, arrival) : undefined;
+    // A request without a body has none to wait for.
+    if (conn && (req.method === "GET" || req.method === "HEAD")) bodyDone(conn);
     const href = req.url;
     let pathname = "";
     let byMethod: Map<string, Route> | undefined;
@@ -106,7 +125,7 @@ export function createRouter(
         byMethod = table.get(pathname);
       }
       route = byMethod?.get(req.method);
-      ctx = new Context(sim, port, req, href, url, watcher, info);
+      ctx = new Context(sim, port, req, href, url, arrival, watcher, info, conn);
       checkApiKey(req, pathname, route, sim.config);
       if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
       if (!route) throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
@@ -115,6 +134,12 @@ export function createRouter(
       res = failure(e, req, pathname, sim);
     } finally {
       ctx?.release();
+      // A stream's answer goes on after the handler returns: the connection
+      // is busy until it has been sent.
+      if (conn) {
+        if (ctx?.streaming && info) info.completed.then(ctx.done, ctx.done);
+        else requestDone(conn, performance.now());
+      }
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
     if (ctx && sim.config["enable-request-id-headers"]) {
@@ -151,20 +176,33 @@ function failure(e: unknown, req: Request, pathname: string, sim: Simulator): Re
   return errorResponse(new ApiError(500, "Internal server error"));
 }
 
-/** One request's context; a class so that a request allocates no closures. */
+/** One request's context; a class, so that a request allocates few closures. */
 class Context implements RequestContext {
-  readonly arrival = performance.now();
   #watch: Watch | undefined;
   #requestId: string | undefined;
+  streaming = false;
   constructor(
     readonly sim: Simulator,
     readonly port: number,
     private readonly req: Request,
     private readonly href: string,
     private parsed: URL | undefined,
+    readonly arrival: number,
     private readonly watcher: DisconnectWatcher | undefined,
     private readonly info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
+    private readonly conn: ConnectionRecord | undefined,
   ) {}
+
+  bodyRead(): void {
+    bodyDone(this.conn);
+  }
+
+  closeConnection(): void {
+    if (this.conn) this.conn.closeAsap = true;
+  }
+
+  /** The streamed answer has been sent (or broken off). */
+  readonly done = (): void => requestDone(this.conn, performance.now());
 
   get url(): URL {
     return this.parsed ??= new URL(this.href);

@@ -44,7 +44,7 @@ export async function serveGeneration<B extends GenerationParams>(
   const held = injectFailure(ctx);
   if (held) return held;
   const cfg = sim.config;
-  const body = ep.parse(await readJson(req, cfg["max-request-body-size-mb"] * 1048576), cfg);
+  const body = ep.parse(await readJson(req, ctx), cfg);
   const model = sim.models.require(body.model);
   checkSequences(ep.sequences(body), cfg);
   const plans = ep.plan(sim, body, model, generationFlags(req));
@@ -60,6 +60,7 @@ export async function serveGeneration<B extends GenerationParams>(
       stallTimeoutMs: cfg["stream-stall-timeout"],
       onStall: () => sim.log.info("dropped a client that stopped reading its stream", { id }),
     });
+    ctx.streaming = true;
     return new Response(stream, { headers: SSE_HEADERS });
   }
   const running = collectPlans(sim.engine, plans, ctx.clientGone, ctx.arrival);
@@ -158,6 +159,9 @@ export function injectFailure(ctx: RequestContext): Promise<never> | undefined {
   const { sim } = ctx;
   const type = drawFailure(sim.config, sim.rng);
   if (type === null) return undefined;
-  if (type === "timeout") return holdOpen(sim, ctx.clientGone());
+  if (type === "timeout") {
+    ctx.bodyRead(); // held on purpose: not a stalled upload
+    return holdOpen(sim, ctx.clientGone());
+  }
   throw failureError(type, sim.config.model);
 }

@@ -84,6 +84,46 @@ Deno.test("an error no caller caught is logged and the process keeps running", a
   assert.equal(stderr.match(/thrown in a timer/g)?.length, 1, stderr);
 });
 
+// ------------------------------------------------------ 2. file descriptors
+
+Deno.test("out of descriptors: existing connections are served, then it listens again", async () => {
+  const sim = await spawnSim(
+    ["--model", "test-model", "--header-timeout", "60s", "--idle-timeout", "60s"],
+    { shell: "ulimit -n 160; exec" },
+  );
+  const { hostname, port } = new URL(sim.url);
+  const flood: Deno.Conn[] = [];
+  const enc = new TextEncoder();
+  const ask = async (c: Deno.Conn) => {
+    await c.write(enc.encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const buf = new Uint8Array(4096);
+    const n = await c.read(buf);
+    return new TextDecoder().decode(buf.subarray(0, n ?? 0));
+  };
+  const kept = await Deno.connect({ hostname, port: Number(port) });
+  try {
+    assert.match(await ask(kept), /^HTTP\/1\.1 200/);
+    // More idle connections than the process may hold descriptors.
+    for (let i = 0; i < 200; i++) {
+      try {
+        flood.push(await Deno.connect({ hostname, port: Number(port) }));
+      } catch { /* refused once the listener is gone */ }
+    }
+    await sim.line(/stopped accepting connections/);
+    // Still running, and the connection it had is still served.
+    assert.match(await ask(kept), /^HTTP\/1\.1 200/);
+    // Descriptors free up: it listens again.
+    for (const c of flood.splice(0)) c.close();
+    await sim.line(/listening again/);
+    assert.equal(await status(await fetch(`${sim.url}/health`)), 200);
+    assert.equal(sim.lines.filter((l) => /stopped accepting/.test(l)).length, 1, "logged once");
+  } finally {
+    kept.close();
+    for (const c of flood) c.close();
+    await sim.close();
+  }
+});
+
 // ------------------------------------------ 3 and 8. work and memory bounds
 
 Deno.test("per-request limits: sequences and output tokens are 400s, decided at once", async () => {
@@ -318,6 +358,109 @@ Deno.test("the Host header cannot choose the route; a bad one is a 400 in the er
     const { text } = await post(host);
     assert.match(text, /^HTTP\/1\.1 200 /, `Host ${host}: ${text.slice(0, 80)}`);
     assert.match(text, /"chat\.completion"/);
+  }
+});
+
+// ------------------------------------------------------------- 9. timeouts
+
+/** Resolves with ms until the server closes `conn` (reads and drops what it sends). */
+async function closedAfter(conn: Deno.Conn, t0: number): Promise<number> {
+  const buf = new Uint8Array(4096);
+  try {
+    while (await conn.read(buf) !== null) { /* drain */ }
+  } catch { /* reset */ }
+  return performance.now() - t0;
+}
+
+Deno.test("slow heads, stalled bodies and idle connections are closed; long answers are not", async () => {
+  const sim = await spawnSim([
+    "--model",
+    "test-model",
+    "--header-timeout",
+    "1s",
+    "--body-timeout",
+    "1s",
+    "--idle-timeout",
+    "1s",
+    "--time-to-first-token",
+    "3500ms",
+  ]);
+  const { hostname, port } = new URL(sim.url);
+  const conns: Deno.Conn[] = [];
+  const open = async () => {
+    const c = await Deno.connect({ hostname, port: Number(port) });
+    conns.push(c);
+    return c;
+  };
+  const enc = new TextEncoder();
+  let trickling = true;
+  try {
+    const t0 = performance.now();
+    const closes: Promise<number>[] = [];
+    // Heads sent a byte every 200 ms: never complete.
+    for (let i = 0; i < 10; i++) {
+      const c = await open();
+      closes.push(closedAfter(c, t0));
+      (async () => {
+        for (const ch of "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(200)) {
+          if (!trickling) return;
+          try {
+            await c.write(enc.encode(ch));
+          } catch {
+            return;
+          }
+          await sleep(200);
+        }
+      })();
+    }
+    // Connections that never send anything.
+    for (let i = 0; i < 10; i++) closes.push(closedAfter(await open(), t0));
+    // Bodies that stop half-way.
+    for (let i = 0; i < 5; i++) {
+      const c = await open();
+      await c.write(enc.encode(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{",
+      ));
+      closes.push(closedAfter(c, t0));
+    }
+    // Keep-alive connections left idle after an answer.
+    for (let i = 0; i < 5; i++) {
+      const c = await open();
+      await c.write(enc.encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+      closes.push(closedAfter(c, t0));
+    }
+    // Answers that take longer than every timeout, with no byte moving meanwhile.
+    const body = JSON.stringify(chat({ max_tokens: 2, ignore_eos: true }));
+    const slow = fetch(`${sim.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    const slowStream = fetch(`${sim.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chat({ max_tokens: 2, stream: true })),
+    });
+    const times = await Promise.all(closes);
+    const worst = Math.max(...times);
+    // Each had 1 s; the reaper looks once a second. 8 s leaves room for a loaded machine.
+    assert.ok(worst < 8000, `slowest close after ${worst.toFixed(0)} ms`);
+    assert.ok(Math.min(...times) >= 900, `none closed early: ${Math.min(...times)} ms`);
+    const res = await slow;
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).usage.completion_tokens, 2);
+    const streamed = await (await slowStream).text();
+    assert.match(streamed, /\[DONE\]/);
+    // The server still serves.
+    assert.equal(await status(await fetch(`${sim.url}/health`)), 200);
+  } finally {
+    trickling = false;
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await sim.close();
   }
 });
 

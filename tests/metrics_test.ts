@@ -475,18 +475,19 @@ async function series(s: TestServer, name: string, ms: number): Promise<number[]
 Deno.test("fake metric functions over time: ramp, squarewave, oscillate, rampreset", async () => {
   const [a, b] = await Promise.all([
     startSim(fakeArgs({
-      "running-requests": "ramp:0:20:400ms",
+      // Periods long enough that a loaded machine still samples each phase.
+      "running-requests": "ramp:0:20:1500ms",
       "waiting-requests": "squarewave:2:8:400ms",
       "kv-cache-usage": "oscillate:0.2:0.8:400ms",
     })),
-    startSim(fakeArgs({ "running-requests": "rampreset:0:20:400ms" })),
+    startSim(fakeArgs({ "running-requests": "rampreset:0:20:800ms" })),
   ]);
   try {
     const [ramp, square, osc, reset] = await Promise.all([
-      series(a, "vllm:num_requests_running", 900),
-      series(a, "vllm:num_requests_waiting", 900),
-      series(a, "vllm:kv_cache_usage_perc", 900),
-      series(b, "vllm:num_requests_running", 900),
+      series(a, "vllm:num_requests_running", 2000),
+      series(a, "vllm:num_requests_waiting", 2000),
+      series(a, "vllm:kv_cache_usage_perc", 2000),
+      series(b, "vllm:num_requests_running", 2000),
     ]);
     // ramp: non-decreasing from near 0 up to 20, then stays there.
     for (let i = 1; i < ramp.length; i++) assert.ok(ramp[i] >= ramp[i - 1], `ramp ${ramp}`);
