@@ -124,6 +124,10 @@ export interface StreamOptions {
  * takes more: a stuck client pins this much, not its whole answer.
  */
 const STREAM_HIGH_WATER = 64 * 1024;
+const BYTES_QUEUED: QueuingStrategy<Uint8Array> = {
+  highWaterMark: STREAM_HIGH_WATER,
+  size: (chunk) => chunk.byteLength,
+};
 /** Characters rendered in one go before they are handed on (and the queue checked). */
 const RENDER_BURST = 32 * 1024;
 
@@ -249,7 +253,7 @@ export function streamPlans(
       finishIfDone();
     },
     cancel: cancelAll,
-  }, { highWaterMark: STREAM_HIGH_WATER, size: (chunk) => chunk.byteLength });
+  }, BYTES_QUEUED);
 
   const sinks = plans.map((_, p): JobSink => ({
     onStep(_job, k) {

@@ -137,8 +137,10 @@ export function createRouter(
       // A stream's answer goes on after the handler returns: the connection
       // is busy until it has been sent.
       if (conn) {
-        if (ctx?.streaming && info) info.completed.then(ctx.done, ctx.done);
-        else requestDone(conn, performance.now());
+        if (ctx?.streaming && info) {
+          const done = () => requestDone(conn, performance.now());
+          info.completed.then(done, done);
+        } else requestDone(conn, performance.now());
       }
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
@@ -200,9 +202,6 @@ class Context implements RequestContext {
   closeConnection(): void {
     if (this.conn) this.conn.closeAsap = true;
   }
-
-  /** The streamed answer has been sent (or broken off). */
-  readonly done = (): void => requestDone(this.conn, performance.now());
 
   get url(): URL {
     return this.parsed ??= new URL(this.href);
