@@ -2,7 +2,24 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { loadConfig } from "../lib/config.ts";
-import { startSim } from "./helpers.ts";
+import type { Job } from "../lib/engine.ts";
+import { DUE_WINDOW_MS } from "../lib/timers.ts";
+import { startSim, type TestServer, waitFor } from "./helpers.ts";
+
+/** How early a request may finish: the timer queue runs deadlines this close at once. */
+const EARLY_MS = DUE_WINDOW_MS + 0.01;
+/** Upper bounds on timing: configured + this, which only a stalled machine exceeds. */
+const SLOW_MS = 1000;
+/** How long to wait for a condition that normally holds within milliseconds. */
+const WAIT_MS = 5000;
+/**
+ * A scenario that needs one request still running when others arrive (they
+ * are sent as soon as it runs, with its whole TTFT to spare) is run again if
+ * a stalled machine let it finish first, up to this many times.
+ */
+const ROUNDS = 5;
+
+const engineOf = (s: TestServer) => s.running.ranks[0].sim.engine;
 
 const LORAS = ["--lora-modules", '{"name":"a","path":"/adapters/a"}', '{"name":"b"}'];
 
@@ -111,19 +128,41 @@ Deno.test("load/unload: success text, servable at once, error cases", async () =
 });
 
 Deno.test("unload with requests in flight lets them finish; new ones get 404", async () => {
-  await using s = await startSim([...LORAS, "--time-to-first-token", "300ms"]);
-  const inflight = s.client.completions.create({ model: "a", prompt: "x", max_tokens: 2 });
-  await new Promise((r) => setTimeout(r, 50));
-  const res = await s.post("/v1/unload_lora_adapter", { lora_name: "a" });
-  assert.equal(res.status, 200);
-  await res.body?.cancel();
-  const done = await inflight;
-  assert.equal(done.model, "a");
-  assert.equal(done.choices.length, 1);
-  await assert.rejects(
-    () => s.client.completions.create({ model: "a", prompt: "x" }),
-    OpenAI.NotFoundError,
-  );
+  // max-cpu-loras 2: room to load `a` again (next to `b`) should a round be run again.
+  await using s = await startSim([
+    ...LORAS,
+    "--max-cpu-loras",
+    "2",
+    "--time-to-first-token",
+    "300ms",
+  ]);
+  const e = engineOf(s);
+  const name = "a";
+  for (let round = 0;; round++) {
+    if (round > 0) {
+      const res = await s.post("/v1/load_lora_adapter", { lora_name: name, lora_path: "/p" });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const inflight = s.client.completions.create({ model: name, prompt: "x", max_tokens: 2 });
+    // Unload once the request runs (waiting for that, not for a fixed time).
+    await waitFor(() => e.runningCount === 1, WAIT_MS, "the request to run");
+    const [job] = e.running;
+    const res = await s.post("/v1/unload_lora_adapter", { lora_name: name });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const wasInFlight = job.state === "running";
+    const done = await inflight;
+    assert.equal(done.model, name);
+    assert.equal(done.choices.length, 1);
+    assert.equal(job.state, "done");
+    await assert.rejects(
+      () => s.client.completions.create({ model: name, prompt: "x" }),
+      OpenAI.NotFoundError,
+    );
+    if (wasInFlight) break;
+    assert.ok(round + 1 < ROUNDS, `in ${ROUNDS} rounds the request ended before the unload`);
+  }
 });
 
 Deno.test("max-loras: another adapter waits, the base model and the same adapter do not", async () => {
@@ -136,23 +175,58 @@ Deno.test("max-loras: another adapter waits, the base model and the same adapter
     "--time-to-first-token",
     "400ms",
   ]);
-  const t0 = performance.now();
-  const timed = (model: string) =>
-    s.client.completions.create({ model, prompt: "x", max_tokens: 1 }).then(() =>
-      performance.now() - t0
-    );
-  const a1 = timed("a");
-  await new Promise((r) => setTimeout(r, 30));
-  const b = timed("b");
-  const base = timed("test-model");
-  const a2 = timed("a");
-  await new Promise((r) => setTimeout(r, 60));
-  // While b waits, the engine reports it as a waiting adapter.
-  assert.equal(s.running.ranks[0].sim.engine.waitingCount, 1);
-  assert.deepEqual(s.running.ranks[0].sim.engine.waitingLoras(), ["b"]);
-  const [ta1, tb, tbase, ta2] = await Promise.all([a1, b, base, a2]);
-  assert.ok(ta1 >= 380 && ta1 < 750, `a1 ${ta1}`);
-  assert.ok(tbase < 750, `base model request did not wait: ${tbase}`);
-  assert.ok(ta2 < 750, `same adapter runs alongside: ${ta2}`);
-  assert.ok(tb >= 780, `adapter b waited for a: ${tb}`);
+  const e = engineOf(s);
+  /** Every request the engine saw, in order: queued or started at once, and a1's state then. */
+  let seen: { job: Job; queued: boolean; a1Running: boolean; waitingLoras: string[] }[] = [];
+  const note = (job: Job, queued: boolean) => {
+    if (seen.some((x) => x.job === job)) return; // started after waiting
+    const a1 = seen[0]?.job ?? job;
+    seen.push({ job, queued, a1Running: a1.state === "running", waitingLoras: e.waitingLoras() });
+  };
+  e.observers.push({ queued: (job) => note(job, true), started: (job) => note(job, false) });
+  for (let round = 0;; round++) {
+    seen = [];
+    const t0 = performance.now();
+    const timed = (model: string) =>
+      s.client.completions.create({ model, prompt: "x", max_tokens: 1 }).then((r) => {
+        assert.equal(r.model, model);
+        return performance.now() - t0;
+      });
+    const a1 = timed("a");
+    // The others are sent once a1 runs (waiting for that, not for a fixed time).
+    await waitFor(() => seen.length === 1 && e.runningCount === 1, WAIT_MS, "a1 to run");
+    const b = timed("b");
+    const base = timed("test-model");
+    const a2 = timed("a");
+    const [ta1, tb, tbase, ta2] = await Promise.all([a1, b, base, a2]);
+    assert.equal(seen.length, 4);
+    // a1 must still have been running when the others came; else run again.
+    if (!seen.every((x) => x.a1Running)) {
+      assert.ok(round + 1 < ROUNDS, `in ${ROUNDS} rounds a1 always ended before the others came`);
+      continue;
+    }
+    const byLora = (l: string | null) => seen.filter((x) => x.job.spec.lora === l);
+    assert.deepEqual([byLora("a").length, byLora("b").length, byLora(null).length], [2, 1, 1]);
+    const [[jA1, jA2], [jB]] = [byLora("a"), byLora("b")];
+    // Only b waited; while it did, the engine reported it as a waiting adapter.
+    assert.deepEqual(seen.filter((x) => x.queued).map((x) => x.job), [jB.job]);
+    assert.deepEqual(jB.waitingLoras, ["b"]);
+    // b started only once no request of adapter a was running.
+    const aEnd = Math.max(jA1.job.phases.end, jA2.job.phases.end);
+    assert.ok(jB.job.phases.start >= aEnd, "b started while a still ran");
+    // As seen by the clients: a1, the base model and a2 took one TTFT (none
+    // early, none waiting for another); b took two.
+    const onTime = (t: number, expected: number, what: string) => {
+      assert.ok(t >= expected - 2 * EARLY_MS, `${what}: ${t.toFixed(1)} ms, before ${expected}`);
+      assert.ok(
+        t <= expected + SLOW_MS,
+        `${what}: ${t.toFixed(1)} ms, over ${expected} + ${SLOW_MS}`,
+      );
+    };
+    onTime(ta1, 400, "a1");
+    onTime(tbase, 400, "base model request did not wait");
+    onTime(ta2, 400, "same adapter runs alongside");
+    onTime(tb, 800, "adapter b waited for a");
+    break;
+  }
 });
