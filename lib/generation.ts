@@ -17,18 +17,6 @@ import type { GenerationParams, KvTransferParams } from "./protocol.ts";
 import type { Rng } from "./rng.ts";
 import type { Simulator } from "./simulator.ts";
 
-export interface PlannedChoice {
-  /** Output tokens. */
-  length: number;
-  finishReason: FinishReason;
-  /**
-   * The text has nothing JSON must escape (it comes from the built-in
-   * sentences, tests/content_test.ts checks them), so writing it into JSON
-   * needs quotes only, not JSON.stringify (~0.5 µs for 100 tokens).
-   */
-  jsonSafe: boolean;
-}
-
 /** One prompt as the engine sees it. */
 export interface PromptInput {
   promptTokens: number;
@@ -44,7 +32,17 @@ export interface GenerationFlags {
 export interface GenerationPlan {
   promptTokens: number;
   cachedTokens: number;
-  choices: PlannedChoice[];
+  /**
+   * Choice j has spec.lengths[j] tokens and ends with spec.finishReasons[j]:
+   * two small arrays, so a queued request with many choices stays small.
+   */
+  choices: number;
+  /**
+   * The text has nothing JSON must escape (it comes from the built-in
+   * sentences, tests/content_test.ts checks them), so writing it into JSON
+   * needs quotes only, not JSON.stringify (~0.5 µs for 100 tokens).
+   */
+  jsonSafe: boolean;
   /**
    * Choice j's text, made when it is first needed (its first token, or the
    * complete answer): nothing per output token is held before then. Call
@@ -72,17 +70,21 @@ export function planGeneration(
   const rng = sim.requestRng(params.seed);
   const remoteDecode = params.kvTransfer?.do_remote_decode === true;
   const echo = !flags.forceCacheThreshold && !remoteDecode && cfg.mode === "echo";
-  const choices: PlannedChoice[] = new Array(params.n);
+  const lengths = new Array<number>(params.n);
+  const finishReasons = new Array<FinishReason>(params.n);
   // Echo choices share one token list; random ones draw their own text.
   const echoed = echo ? echoTokens(sim.tokenizer, prompt.echoText) : null;
   for (let i = 0; i < params.n; i++) {
     if (flags.forceCacheThreshold) {
-      choices[i] = { length: 0, finishReason: "cache_threshold", jsonSafe: true };
+      lengths[i] = 0;
+      finishReasons[i] = "cache_threshold";
     } else if (remoteDecode) {
       // Prefill side of P/D: one token, then the decode side takes over.
-      choices[i] = { length: 1, finishReason: "remote_decode", jsonSafe: true };
+      lengths[i] = 1;
+      finishReasons[i] = "remote_decode";
     } else if (echoed) {
-      choices[i] = { length: echoed.length, finishReason: "stop", jsonSafe: false };
+      lengths[i] = echoed.length;
+      finishReasons[i] = "stop";
     } else {
       const len = responseLength(rng, {
         maxTokens: params.maxTokens,
@@ -90,7 +92,8 @@ export function planGeneration(
         promptTokens: n,
         maxModelLen,
       });
-      choices[i] = { length: len.length, finishReason: len.finishReason, jsonSafe: true };
+      lengths[i] = len.length;
+      finishReasons[i] = len.finishReason;
     }
   }
   // Choice 0 reads the request's stream; the others get streams forked from
@@ -107,8 +110,8 @@ export function planGeneration(
     lora: model.lora,
     promptTokens: n,
     cachedTokens: 0,
-    lengths: choices.map((c) => c.length),
-    finishReasons: choices.map((c) => c.finishReason),
+    lengths,
+    finishReasons,
     remotePrefill: params.kvTransfer?.do_remote_prefill === true,
     maxTokensParam: params.maxTokens ?? null,
     cfg,
@@ -129,5 +132,14 @@ export function planGeneration(
       tp_size: 1,
     }
     : null;
-  return { promptTokens: n, cachedTokens: 0, choices, text, spec, kvTransferOut };
+  return {
+    promptTokens: n,
+    cachedTokens: 0,
+    choices: params.n,
+    // Echoed text is the client's own; the built-in sentences need no escaping.
+    jsonSafe: echoed === null,
+    text,
+    spec,
+    kvTransferOut,
+  };
 }

@@ -41,7 +41,7 @@ export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
   for (const p of plans) {
     prompt += p.promptTokens;
     cached += p.cachedTokens;
-    for (const c of p.choices) completion += c.length;
+    for (const len of p.spec.lengths) completion += len;
   }
   return { prompt, completion, cached };
 }
@@ -152,14 +152,15 @@ export function streamPlans(
     cancelAll();
     ctrl.error(reason);
   };
-  const n = plans.length > 0 ? plans[0].choices.length : 0;
+  const n = plans.length > 0 ? plans[0].choices : 0;
   const total = usageOf(plans);
   /** Per plan: steps the engine emitted, steps rendered, job done, end rendered. */
   const emittedSteps = new Array<number>(plans.length).fill(0);
   const renderedSteps = new Array<number>(plans.length).fill(0);
   const done = new Array<boolean>(plans.length).fill(false);
   const ended = new Array<boolean>(plans.length).fill(false);
-  const texts = plans.map((p) => new Array<TextStream | undefined>(p.choices.length));
+  // Each plan's text streams, made when its first token is rendered.
+  const texts = new Array<(TextStream | undefined)[] | undefined>(plans.length);
   let endedCount = 0;
   let emitted = 0;
   // The frames of one burst of steps (a whole zero-latency answer, or tokens
@@ -192,26 +193,28 @@ export function streamPlans(
   };
   const renderStep = (p: number, k: number): string => {
     let out = "";
-    const choices = plans[p].choices;
-    const mine = texts[p];
-    for (let j = 0; j < choices.length; j++) {
-      const c = choices[j];
-      if (k >= c.length) continue;
+    const plan = plans[p];
+    const { lengths, finishReasons } = plan.spec;
+    const mine = texts[p] ??= new Array(plan.choices);
+    for (let j = 0; j < lengths.length; j++) {
+      const len = lengths[j];
+      if (k >= len) continue;
       emitted++;
       const usage = opts.continuousUsage
         ? { prompt: total.prompt, completion: emitted, cached: total.cached }
         : null;
-      const text = (mine[j] ??= plans[p].text(j)).next();
-      out += fmt.token(p * n + j, text, k, k === c.length - 1 ? c.finishReason : null, usage);
+      const text = (mine[j] ??= plan.text(j)).next();
+      out += fmt.token(p * n + j, text, k, k === len - 1 ? finishReasons[j] : null, usage);
     }
     return out;
   };
   const renderEnd = (p: number): string => {
     ended[p] = true;
     let out = "";
-    plans[p].choices.forEach((c, j) => {
-      if (c.length === 0) out += fmt.empty(p * n + j, c.finishReason);
-    });
+    const { lengths, finishReasons } = plans[p].spec;
+    for (let j = 0; j < lengths.length; j++) {
+      if (lengths[j] === 0) out += fmt.empty(p * n + j, finishReasons[j]);
+    }
     if (++endedCount === plans.length) {
       if (opts.includeUsage) out += fmt.usage(total);
       out += fmt.end();

@@ -53,13 +53,13 @@ export function chatCompletions(req: Request, ctx: RequestContext): Promise<Resp
  */
 function chatResponseJson(id: string, created: number, model: string, plan: GenerationPlan) {
   let choices = "";
-  for (let i = 0; i < plan.choices.length; i++) {
-    const c = plan.choices[i];
-    const text = plan.text(i).take(c.length);
+  const { lengths, finishReasons } = plan.spec;
+  for (let i = 0; i < plan.choices; i++) {
+    const text = plan.text(i).take(lengths[i]);
     choices += `${i === 0 ? "" : ","}{"index":${i},"message":{"role":"assistant","content":${
-      c.jsonSafe ? `"${text}"` : JSON.stringify(text)
+      plan.jsonSafe ? `"${text}"` : JSON.stringify(text)
     },"tool_calls":[]},"logprobs":null,"finish_reason":${
-      JSON.stringify(c.finishReason)
+      JSON.stringify(finishReasons[i])
     },"stop_reason":null}`;
   }
   return `{"id":${JSON.stringify(id)},"object":"chat.completion","created":${created},` +

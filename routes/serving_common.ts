@@ -88,7 +88,7 @@ function checkOutputBudget(plans: GenerationPlan[], maxTokens: number | undefine
   const max = cfg["max-output-tokens-per-request"];
   let reserved = 0;
   for (const p of plans) {
-    for (const c of p.choices) reserved += maxTokens ?? c.length;
+    for (const len of p.spec.lengths) reserved += maxTokens ?? len;
   }
   if (reserved <= max) return;
   throw badRequest(

@@ -50,11 +50,11 @@ function completionResponse(
     created,
     model: body.model,
     choices: plans.flatMap((plan, p) =>
-      plan.choices.map((c, j) => ({
+      plan.spec.lengths.map((len, j) => ({
         index: p * body.n + j,
-        text: (body.echo ? promptText(body.prompts[p]) : "") + plan.text(j).take(c.length),
+        text: (body.echo ? promptText(body.prompts[p]) : "") + plan.text(j).take(len),
         logprobs: null,
-        finish_reason: c.finishReason,
+        finish_reason: plan.spec.finishReasons[j],
         stop_reason: null,
         prompt_logprobs: null,
       }))
