@@ -75,23 +75,17 @@ export function text(body: string, status = 200): Response {
 
 /**
  * Reads and parses a JSON body, refusing bodies over
- * --max-request-body-size-mb (413).
+ * --max-request-body-size-mb (413). One async frame: this is on every
+ * generation request's path.
  */
 export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
-  try {
-    return await readJsonUpTo(req, ctx.sim.config["max-request-body-size-mb"] * 1048576);
-  } catch (e) {
-    if (e instanceof BodyTooLarge && e.unbounded) ctx.closeConnection();
-    throw e;
-  } finally {
-    ctx.bodyRead();
-  }
-}
-
-async function readJsonUpTo(req: Request, limit: number): Promise<unknown> {
+  const limit = ctx.sim.config["max-request-body-size-mb"] * 1048576;
   const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) throw new BodyTooLarge(limit, false);
   if (declared !== null) {
+    if (Number(declared) > limit) {
+      ctx.bodyRead();
+      throw new BodyTooLarge(limit, false);
+    }
     // The runtime holds the body to its declared length. req.json() is
     // ~1 µs cheaper here than req.text() + JSON.parse (measured with wrk).
     try {
@@ -99,21 +93,28 @@ async function readJsonUpTo(req: Request, limit: number): Promise<unknown> {
     } catch (e) {
       if (e instanceof SyntaxError) throw invalidJson(e);
       throw unreadable(e);
+    } finally {
+      ctx.bodyRead();
     }
   }
   // Chunked body: count as we read so a huge upload is cut off early.
   const parts: Uint8Array[] = [];
   let total = 0;
-  if (req.body) {
-    try {
+  try {
+    if (req.body) {
       for await (const part of req.body) {
         total += part.byteLength;
-        if (total > limit) throw new BodyTooLarge(limit, true);
+        if (total > limit) {
+          ctx.closeConnection();
+          throw new BodyTooLarge(limit, true);
+        }
         parts.push(part);
       }
-    } catch (e) {
-      throw e instanceof ApiError ? e : unreadable(e);
     }
+  } catch (e) {
+    throw e instanceof ApiError ? e : unreadable(e);
+  } finally {
+    ctx.bodyRead();
   }
   const all = new Uint8Array(total);
   let off = 0;

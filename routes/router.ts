@@ -38,11 +38,13 @@ export interface Route {
  * a registered name or IPv4 address, or a bracketed IPv6 literal, and an
  * optional port. Anything else ("x/admin?", "a b", "u@x") is a 400.
  */
-const HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
+const HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 function validHost(host: string): boolean {
-  const m = HOST.exec(host);
-  return m !== null && (m[1] === undefined || Number(m[1]) <= 65535);
+  if (!HOST.test(host)) return false;
+  const colon = host.lastIndexOf(":");
+  // A port (after the last colon, outside any IPv6 brackets) fits in 16 bits.
+  return colon < 0 || colon < host.lastIndexOf("]") || Number(host.slice(colon + 1)) <= 65535;
 }
 
 export interface PodInfo {
