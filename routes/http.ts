@@ -23,7 +23,9 @@ export interface RequestContext {
    * cannot watch itself, a TCP-table watch (routes/disconnect.ts).
    */
   clientGone(): AbortSignal;
-  /** The request body has been read, or will not be waited for (body timeout). */
+  /** A body that may take a while to arrive is being read (the body timeout applies). */
+  uploading(): void;
+  /** The request body has been read, or will not be waited for. */
   bodyRead(): void;
   /** Close the connection once the answer is out (an upload we will not read). */
   closeConnection(): void;
@@ -74,6 +76,13 @@ export function text(body: string, status = 200): Response {
 }
 
 /**
+ * A body larger than this may take a while on a slow link: the body timeout
+ * watches it. Smaller ones arrive with their head, or stall and fall under
+ * the idle timeout.
+ */
+const LARGE_BODY = 64 * 1024;
+
+/**
  * Reads and parses a JSON body, refusing bodies over
  * --max-request-body-size-mb (413). One async frame: this is on every
  * generation request's path.
@@ -81,6 +90,7 @@ export function text(body: string, status = 200): Response {
 export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
   const limit = ctx.sim.config["max-request-body-size-mb"] * 1048576;
   const declared = req.headers.get("content-length");
+  if (declared === null || Number(declared) > LARGE_BODY) ctx.uploading();
   if (declared !== null) {
     if (Number(declared) > limit) {
       ctx.bodyRead();

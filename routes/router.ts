@@ -8,12 +8,7 @@
 import { ApiError } from "../lib/errors.ts";
 import type { Config } from "../lib/config.ts";
 import type { Simulator } from "../lib/simulator.ts";
-import {
-  bodyDone,
-  type ConnectionRecord,
-  type ConnectionTable,
-  requestDone,
-} from "../lib/net/reaper.ts";
+import { type ConnectionRecord, type ConnectionTable, requestDone } from "../lib/net/reaper.ts";
 import type { DisconnectWatcher, Watch } from "./disconnect.ts";
 import { errorResponse, type Handler, type RequestContext } from "./http.ts";
 
@@ -102,9 +97,6 @@ export function createRouter(
 
   return async (req, info): Promise<Response> => {
     const arrival = performance.now();
-    const conn = connections && info ? connections.begin(info.remoteAddr.port, arrival) : undefined;
-    // A request without a body has none to wait for.
-    if (conn && (req.method === "GET" || req.method === "HEAD")) bodyDone(conn);
     const href = req.url;
     let pathname = "";
     let byMethod: Map<string, Route> | undefined;
@@ -127,7 +119,7 @@ export function createRouter(
         byMethod = table.get(pathname);
       }
       route = byMethod?.get(req.method);
-      ctx = new Context(sim, port, req, href, url, arrival, watcher, info, conn);
+      ctx = new Context(sim, port, req, href, url, arrival, watcher, info, connections);
       checkApiKey(req, pathname, route, sim.config);
       if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
       if (!route) throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
@@ -136,14 +128,6 @@ export function createRouter(
       res = failure(e, req, pathname, sim);
     } finally {
       ctx?.release();
-      // A stream's answer goes on after the handler returns: the connection
-      // is busy until it has been sent.
-      if (conn) {
-        if (ctx?.streaming && info) {
-          const done = () => requestDone(conn, performance.now());
-          info.completed.then(done, done);
-        } else requestDone(conn, performance.now());
-      }
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
     if (ctx && sim.config["enable-request-id-headers"]) {
@@ -184,6 +168,8 @@ function failure(e: unknown, req: Request, pathname: string, sim: Simulator): Re
 class Context implements RequestContext {
   #watch: Watch | undefined;
   #requestId: string | undefined;
+  /** Set once the request registered itself as long with the reaper. */
+  #conn: ConnectionRecord | undefined;
   streaming = false;
   constructor(
     readonly sim: Simulator,
@@ -194,15 +180,31 @@ class Context implements RequestContext {
     readonly arrival: number,
     private readonly watcher: DisconnectWatcher | undefined,
     private readonly info: Deno.ServeHandlerInfo<Deno.NetAddr> | undefined,
-    private readonly conn: ConnectionRecord | undefined,
+    private readonly connections: ConnectionTable | undefined,
   ) {}
 
+  /**
+   * Registers the request as long with the reaper (its connection is then
+   * exempt from the header and idle rules until release()). Quick requests
+   * never pay for it: reading the client's address is a runtime call.
+   */
+  #long(): ConnectionRecord | undefined {
+    if (this.#conn || !this.connections || !this.info) return this.#conn;
+    return this.#conn = this.connections.begin(this.info.remoteAddr.port);
+  }
+
+  uploading(): void {
+    const conn = this.#long();
+    if (conn && Number.isNaN(conn.bodySince)) conn.bodySince = this.arrival;
+  }
+
   bodyRead(): void {
-    bodyDone(this.conn);
+    if (this.#conn) this.#conn.bodySince = NaN;
   }
 
   closeConnection(): void {
-    if (this.conn) this.conn.closeAsap = true;
+    const conn = this.#long();
+    if (conn) conn.closeAsap = true;
   }
 
   get url(): URL {
@@ -215,13 +217,22 @@ class Context implements RequestContext {
   }
 
   clientGone = (): AbortSignal => {
+    this.#long();
     if (!this.watcher || !this.info) return this.req.signal;
     this.#watch ??= this.watcher.watch(this.info.remoteAddr.port);
     return AbortSignal.any([this.req.signal, this.#watch.signal]);
   };
 
+  /** The handler returned: a stream stays registered until it has been sent. */
   release(): void {
     this.#watch?.release();
+    if (this.streaming) this.#long();
+    const conn = this.#conn;
+    if (!conn) return;
+    if (this.streaming && this.info) {
+      const done = () => requestDone(conn);
+      this.info.completed.then(done, done);
+    } else requestDone(conn);
   }
 }
 

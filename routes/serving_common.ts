@@ -159,9 +159,6 @@ export function injectFailure(ctx: RequestContext): Promise<never> | undefined {
   const { sim } = ctx;
   const type = drawFailure(sim.config, sim.rng);
   if (type === null) return undefined;
-  if (type === "timeout") {
-    ctx.bodyRead(); // held on purpose: not a stalled upload
-    return holdOpen(sim, ctx.clientGone());
-  }
+  if (type === "timeout") return holdOpen(sim, ctx.clientGone());
   throw failureError(type, sim.config.model);
 }

@@ -4,25 +4,25 @@
  * its body, or sits idle, would otherwise be held for ever (slowloris).
  *
  * A front proxy that owns the sockets would keep only ~15% of the request
- * rate (docs/reliability.md), so nothing is added to the request path but a
- * few field writes: the router notes, per client connection, when a request
- * starts, when its body has been read and when its answer has gone out. Once
- * a second, the process's descriptors are listed (/proc/self/fd) and, for
- * each TCP connection to one of our listening ports, the kernel is asked
- * (getsockopt TCP_INFO through FFI) how long it has been since data last
- * moved. A connection that broke a rule is shut down (shutdown(2), not
- * close: the runtime still owns the descriptor, sees end-of-file and closes
- * it itself). The rules:
+ * rate (docs/reliability.md), so nothing is added to the path of a quick
+ * request. Once a second a worker thread lists the process's descriptors
+ * (/proc/self/fd) and, for each TCP connection to one of our listening
+ * ports, asks the kernel (getsockopt TCP_INFO through FFI) how long it has
+ * been since data last arrived and since we last sent any. A connection
+ * that broke a rule is shut down (shutdown(2), not close: the runtime still
+ * owns the descriptor, sees end-of-file and closes it itself). The rules:
  *
- * - header: no request in flight, and bytes have arrived since the last
- *   answer (a head in progress) or the connection never made a request,
- *   for longer than the header timeout;
- * - idle: no request in flight and nothing received since the last answer
- *   for longer than the idle timeout (keep-alive);
- * - body: a request whose body has not been read this long after its head,
- *   or an upload refused mid-way (413), once its answer is out.
+ * - idle: nothing moved either way for the idle timeout (an idle keep-alive
+ *   connection, one that never sent a byte, or a body that stalled);
+ * - header: bytes keep arriving but we have sent nothing for the header
+ *   timeout (a head sent a byte at a time: a complete head is answered at
+ *   once, or belongs to a request that registered itself as long);
+ * - body: a registered upload (chunked, or large) not read this long after
+ *   its head, or an upload refused mid-way (413) once its answer is out.
  *
- * Requests in flight otherwise never time out: long answers and streams are
+ * Requests that take longer than a moment register themselves (the router's
+ * context does it for answers that wait or stream, and for large uploads):
+ * while in flight they never time out, since long answers and streams are
  * the simulator's job. Connections are keyed by local and remote port; two
  * clients that share a port number on different hosts merge into one
  * record, which can only delay a timeout, never cause one.
@@ -33,11 +33,9 @@
 
 /** A connection's bookkeeping, written by the router. */
 export interface ConnectionRecord {
-  /** Requests in flight on the connection (more than one over HTTP/2). */
+  /** Registered requests in flight on the connection (more than one over HTTP/2). */
   inFlight: number;
-  /** performance.now() of the last request start or answer end. */
-  lastActive: number;
-  /** performance.now() when a request whose body is still unread arrived, else NaN. */
+  /** performance.now() when a registered upload that is still unread arrived, else NaN. */
   bodySince: number;
   /** Shut down once no request is in flight (an upload refused mid-way). */
   closeAsap: boolean;
@@ -62,16 +60,17 @@ export class ConnectionTable {
     readonly onReap: (rule: Rule, c: ConnectionState) => void = () => {},
   ) {}
 
-  /** A request arrived from `peerPort` (its body not read yet). */
-  begin(peerPort: number, now: number): ConnectionRecord {
+  /**
+   * A request from `peerPort` that will take a while (it waits, streams or
+   * uploads a large body).
+   */
+  begin(peerPort: number): ConnectionRecord {
     let rec = this.#byPeer.get(peerPort);
     if (rec === undefined) {
-      rec = { inFlight: 0, lastActive: now, bodySince: NaN, closeAsap: false };
+      rec = { inFlight: 0, bodySince: NaN, closeAsap: false };
       this.#byPeer.set(peerPort, rec);
     }
     rec.inFlight++;
-    rec.lastActive = now;
-    rec.bodySince = now;
     return rec;
   }
 
@@ -91,16 +90,9 @@ export class ConnectionTable {
   }
 }
 
-/** The body was read (or abandoned): the body rule no longer applies. */
-export function bodyDone(rec: ConnectionRecord | undefined): void {
-  if (rec) rec.bodySince = NaN;
-}
-
-/** The answer has gone out. */
-export function requestDone(rec: ConnectionRecord | undefined, now: number): void {
-  if (!rec) return;
+/** The registered request's answer has gone out. */
+export function requestDone(rec: ConnectionRecord): void {
   if (rec.inFlight > 0) rec.inFlight--;
-  rec.lastActive = now;
   rec.bodySince = NaN;
 }
 
@@ -119,18 +111,14 @@ export type Rule = "header" | "idle" | "body";
 export function brokenRule(
   c: ConnectionState,
   rec: ConnectionRecord | undefined,
-  firstSeen: number,
   now: number,
   t: Timeouts,
 ): Rule | null {
-  if (rec && rec.inFlight > 0) {
-    return now - rec.bodySince > t.bodyMs ? "body" : null;
-  }
+  if (rec && rec.inFlight > 0) return now - rec.bodySince > t.bodyMs ? "body" : null;
   if (rec?.closeAsap) return "body";
-  const quiet = now - (rec ? Math.max(rec.lastActive, firstSeen) : firstSeen);
-  const receivedSince = c.sinceRecv < quiet;
-  if (rec === undefined || receivedSince) return quiet > t.headerMs ? "header" : null;
-  return quiet > t.idleMs && c.sinceSent > t.idleMs ? "idle" : null;
+  if (c.sinceRecv > t.idleMs && c.sinceSent > t.idleMs) return "idle";
+  if (c.sinceRecv < c.sinceSent && c.sinceSent > t.headerMs) return "header";
+  return null;
 }
 
 const SHUT_RDWR = 2;
@@ -213,7 +201,6 @@ const WORKER_SOURCE = `const scanConnections = ${scanConnections.toString()};\n(
  */
 export class Reaper {
   readonly #tables = new Set<ConnectionTable>();
-  readonly #firstSeen = new Map<number, number>();
   #libc: Libc | null | undefined;
   #worker: Worker | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -281,7 +268,6 @@ export class Reaper {
     clearTimeout(this.#timer);
     this.#worker?.terminate();
     this.#worker = null;
-    this.#firstSeen.clear();
   }
 
   /** Without its worker the reaper is off for good (logged by each new listener). */
@@ -301,7 +287,6 @@ export class Reaper {
     const byPort = new Map<number, ConnectionTable>();
     for (const t of this.#tables) byPort.set(t.localPort, t);
     const alive = new Map<ConnectionTable, Set<number>>();
-    const seen = new Set<number>();
     let reaped = 0;
     for (let i = 0; i < found.length; i += FIELDS) {
       const c: ConnectionState = {
@@ -312,14 +297,10 @@ export class Reaper {
       };
       const table = byPort.get(c.localPort);
       if (!table) continue;
-      const key = c.localPort * 65536 + c.peerPort;
-      seen.add(key);
-      let first = this.#firstSeen.get(key);
-      if (first === undefined) this.#firstSeen.set(key, first = now);
       let peers = alive.get(table);
       if (!peers) alive.set(table, peers = new Set());
       peers.add(c.peerPort);
-      const rule = brokenRule(c, table.get(c.peerPort), first, now, table.timeouts());
+      const rule = brokenRule(c, table.get(c.peerPort), now, table.timeouts());
       const fd = found[i];
       // The descriptor may have been closed and reused since the worker looked.
       if (rule !== null && this.#same(libc, fd, c) && libc.shutdown(fd, SHUT_RDWR) === 0) {
@@ -328,7 +309,6 @@ export class Reaper {
       }
     }
     for (const t of this.#tables) t.retain(alive.get(t) ?? new Set());
-    for (const key of this.#firstSeen.keys()) if (!seen.has(key)) this.#firstSeen.delete(key);
     return reaped;
   }
 
