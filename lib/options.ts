@@ -230,11 +230,15 @@ export const OPTIONS = {
       min: 1,
     }),
     "header-timeout": dur(10_000, {
-      help: "a connection gets this long to send a request's head (no request in flight)",
+      help: "a connection that keeps sending while we have answered nothing this long " +
+        "(a request head sent byte by byte) is closed",
     }),
-    "body-timeout": dur(30_000, { help: "a request's body must arrive within this time" }),
+    "body-timeout": dur(30_000, {
+      help: "a large (> 64 KiB) or chunked request body must arrive within this time",
+    }),
     "idle-timeout": dur(5_000, {
-      help: "an idle keep-alive connection is closed after this long (vLLM's uvicorn: 5s)",
+      help: "a connection where nothing moves either way this long is closed " +
+        "(vLLM's uvicorn: 5s)",
     }),
     "stream-stall-timeout": dur(30_000, {
       help: "a streaming client that reads nothing for this long while its buffer is " +
