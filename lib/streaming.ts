@@ -115,6 +115,12 @@ export interface StreamOptions {
   stallTimeoutMs?: number;
   /** Told once when a stalled reader is dropped. */
   onStall?: () => void;
+  /**
+   * Called once if the answer outlives its submission (it waits, is paced or
+   * is held up by its reader); the function it returns is called when the
+   * stream ends. A zero-latency answer never calls it.
+   */
+  onLong?: () => () => void;
 }
 
 /**
@@ -142,10 +148,17 @@ export function streamPlans(
   let open = true;
   let jobs: Job[] = [];
   let stallTimer: ReturnType<typeof setTimeout> | undefined;
+  let release: (() => void) | undefined;
+  const ended = () => {
+    const r = release;
+    release = undefined;
+    r?.();
+  };
   const cancelAll = () => {
     open = false;
     clearTimeout(stallTimer);
     for (const j of jobs) engine.cancel(j);
+    ended();
   };
   const fail = (reason: DOMException) => {
     if (!open) return;
@@ -158,7 +171,7 @@ export function streamPlans(
   const emittedSteps = new Array<number>(plans.length).fill(0);
   const renderedSteps = new Array<number>(plans.length).fill(0);
   const done = new Array<boolean>(plans.length).fill(false);
-  const ended = new Array<boolean>(plans.length).fill(false);
+  const endRendered = new Array<boolean>(plans.length).fill(false);
   // Each plan's text streams, made when its first token is rendered.
   const texts = new Array<(TextStream | undefined)[] | undefined>(plans.length);
   let endedCount = 0;
@@ -210,7 +223,7 @@ export function streamPlans(
     return out;
   };
   const renderEnd = (p: number): string => {
-    ended[p] = true;
+    endRendered[p] = true;
     let out = "";
     const { lengths, finishReasons } = plans[p].spec;
     for (let j = 0; j < lengths.length; j++) {
@@ -234,7 +247,7 @@ export function streamPlans(
         if (blocked || !open) return false;
       }
     }
-    if (done[p] && !ended[p]) buffered += renderEnd(p);
+    if (done[p] && !endRendered[p]) buffered += renderEnd(p);
     return true;
   };
   const finishIfDone = () => {
@@ -243,6 +256,7 @@ export function streamPlans(
       open = false;
       clearTimeout(stallTimer);
       ctrl.close();
+      ended();
     }
   };
   const body = new ReadableStream<Uint8Array>({
@@ -274,6 +288,7 @@ export function streamPlans(
   }));
   jobs = submitAll(engine, plans, sinks, opts.arrival);
   if (open) {
+    release = opts.onLong?.();
     const signal = opts.signal?.();
     // A client that left before we got here never fires "abort".
     if (signal?.aborted) cancelAll();

@@ -29,8 +29,12 @@ export interface RequestContext {
   bodyRead(): void;
   /** Close the connection once the answer is out (an upload we will not read). */
   closeConnection(): void;
-  /** Set by a handler whose answer goes on after it returns (a stream). */
-  streaming: boolean;
+  /**
+   * An answer that goes on after the handler returns (a stream that waits
+   * or is paced) keeps its connection registered as busy until the returned
+   * function is called.
+   */
+  holdConnection(): () => void;
 }
 
 export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;

@@ -170,7 +170,8 @@ class Context implements RequestContext {
   #requestId: string | undefined;
   /** Set once the request registered itself as long with the reaper. */
   #conn: ConnectionRecord | undefined;
-  streaming = false;
+  /** A stream holds the registration past the handler's return. */
+  #held = false;
   constructor(
     readonly sim: Simulator,
     readonly port: number,
@@ -223,16 +224,17 @@ class Context implements RequestContext {
     return AbortSignal.any([this.req.signal, this.#watch.signal]);
   };
 
-  /** The handler returned: a stream stays registered until it has been sent. */
+  holdConnection(): () => void {
+    const conn = this.#long();
+    if (!conn) return () => {};
+    this.#held = true;
+    return () => requestDone(conn);
+  }
+
+  /** The handler returned (a held stream is released when it ends). */
   release(): void {
     this.#watch?.release();
-    if (this.streaming) this.#long();
-    const conn = this.#conn;
-    if (!conn) return;
-    if (this.streaming && this.info) {
-      const done = () => requestDone(conn);
-      this.info.completed.then(done, done);
-    } else requestDone(conn);
+    if (this.#conn && !this.#held) requestDone(this.#conn);
   }
 }
 

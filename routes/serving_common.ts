@@ -59,8 +59,8 @@ export async function serveGeneration<B extends GenerationParams>(
       arrival: ctx.arrival,
       stallTimeoutMs: cfg["stream-stall-timeout"],
       onStall: () => sim.log.info("dropped a client that stopped reading its stream", { id }),
+      onLong: () => ctx.holdConnection(),
     });
-    ctx.streaming = true;
     return new Response(stream, { headers: SSE_HEADERS });
   }
   const running = collectPlans(sim.engine, plans, ctx.clientGone, ctx.arrival);
