@@ -213,7 +213,8 @@ export class Reaper {
   add(table: ConnectionTable): boolean {
     if (this.#load() === null) return false;
     this.#tables.add(table);
-    if (this.#worker === null) this.#start();
+    // The worker starts with the first scan, a second from now: not during start-up.
+    if (this.#worker === null && this.#timer === undefined) this.#schedule();
     return this.#libc !== null;
   }
 
@@ -235,7 +236,7 @@ export class Reaper {
     return this.#libc;
   }
 
-  #start(): void {
+  #start(): Worker | null {
     try {
       // A data: URL, as lib/alarm.ts explains (compiled binaries and blob: URLs).
       const url = `data:text/javascript,${encodeURIComponent(WORKER_SOURCE)}`;
@@ -249,23 +250,26 @@ export class Reaper {
         e.preventDefault();
         this.#fail(String(e.message));
       };
-      this.#worker = worker;
-      this.#schedule();
+      return this.#worker = worker;
     } catch (e) {
       this.#fail(String(e));
+      return null;
     }
   }
 
   #schedule(): void {
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#tables.size === 0) return;
       const ports = [...this.#tables].map((t) => t.localPort);
-      this.#worker?.postMessage(ports);
+      (this.#worker ?? this.#start())?.postMessage(ports);
     }, SCAN_MS);
     Deno.unrefTimer(this.#timer);
   }
 
   #stop(): void {
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#worker?.terminate();
     this.#worker = null;
   }
