@@ -122,7 +122,7 @@ export async function spawnSim(
       }
     }
   })();
-  const line = async (re: RegExp, timeoutMs = 15000) => {
+  const line = async (re: RegExp, timeoutMs = 30000) => {
     const t0 = performance.now();
     for (;;) {
       const hit = lines.find((l) => re.test(l));

@@ -17,7 +17,7 @@
 import assert from "node:assert/strict";
 import type { Engine, Job } from "../lib/engine.ts";
 import { DUE_WINDOW_MS } from "../lib/timers.ts";
-import { sleep, startSim, type TestServer, waitFor } from "./helpers.ts";
+import { sleep, spawnSim, startSim, type TestServer, waitFor } from "./helpers.ts";
 
 /** How early a token may leave: the timer queue runs deadlines this close at once. */
 const EARLY_MS = DUE_WINDOW_MS + 0.01;
@@ -642,46 +642,6 @@ Deno.test("--seed: the same request sequence gives the same texts, lengths and j
 
 // --------------------------------------------------------------- processes
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** Runs main.ts and returns the child plus a reader of its stderr lines. */
-function spawnSim(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...args],
-    cwd: new URL("..", import.meta.url),
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const done = (async () => {
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const part of child.stderr) {
-      buf += dec.decode(part, { stream: true });
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    }
-  })();
-  const line = async (re: RegExp, timeoutMs = 30000) => {
-    const t0 = performance.now();
-    for (;;) {
-      const hit = lines.find((l) => re.test(l));
-      if (hit) return hit;
-      if (performance.now() - t0 > timeoutMs) throw new Error(`no ${re} in:\n${lines.join("\n")}`);
-      await sleep(20);
-    }
-  };
-  return { child, line, done };
-}
-
 /** `vllm:num_requests_running` of a child simulator, from its /metrics. */
 async function runningOn(port: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -699,25 +659,21 @@ async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 300
 }
 
 Deno.test("without --seed the seed is logged at start-up", async () => {
-  const port = freePort();
-  const p = spawnSim(["--model", "m", "--port", String(port)]);
+  const p = await spawnSim(["--model", "m"]);
   try {
     const line = await p.line(/pass --seed/);
     assert.match(line, /seed=\d+/);
   } finally {
-    p.child.kill("SIGKILL");
-    await p.child.status;
-    await p.done;
+    await p.close();
   }
 });
 
 Deno.test("SIGTERM drains an in-flight request, then exits 0", async () => {
-  const port = freePort();
-  const p = spawnSim(["--model", "m", "--port", String(port), "--time-to-first-token", "1s"]);
+  const p = await spawnSim(["--model", "m", "--time-to-first-token", "1s"]);
+  const port = Number(new URL(p.url).port);
   try {
-    await p.line(/listening/);
     const t0 = performance.now();
-    const pending = fetch(`http://127.0.0.1:${port}/v1/completions`, {
+    const pending = fetch(`${p.url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "m", prompt: "hi", max_tokens: 1 }),
@@ -737,10 +693,6 @@ Deno.test("SIGTERM drains an in-flight request, then exits 0", async () => {
     assert.equal(status.code, 0);
     await p.line(/draining/);
   } finally {
-    try {
-      p.child.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await p.child.status;
-    await p.done;
+    await p.close();
   }
 });
