@@ -197,13 +197,24 @@ export function streamPlans(
     // desiredSize = 1 − chunks queued.
     if ((ctrl.desiredSize ?? 1) <= 1 - QUEUED_CHUNKS && !blocked) {
       blocked = true;
-      if (opts.stallTimeoutMs !== undefined) {
-        stallTimer = setTimeout(() => {
-          opts.onStall?.();
-          fail(new DOMException("the client stopped reading", "AbortError"));
-        }, opts.stallTimeoutMs);
-      }
+      watchStall(ctrl.desiredSize ?? 1);
     }
+  };
+  /**
+   * Drops the reader if it takes nothing for the stall timeout. A reader
+   * that takes some chunks but not all of them is slow, not stuck: the
+   * watch starts again from the queue it left.
+   */
+  const watchStall = (queue: number) => {
+    const ms = opts.stallTimeoutMs;
+    if (ms === undefined) return;
+    stallTimer = setTimeout(() => {
+      if (!blocked || !open) return;
+      const now = ctrl.desiredSize ?? 1;
+      if (now > queue) return watchStall(now);
+      opts.onStall?.();
+      fail(new DOMException("the client stopped reading", "AbortError"));
+    }, ms);
   };
   const renderStep = (p: number, k: number): string => {
     let out = "";
