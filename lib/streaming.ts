@@ -144,168 +144,238 @@ export function streamPlans(
   fmt: ChunkFormat,
   opts: StreamOptions,
 ): ReadableStream<Uint8Array> {
-  let ctrl!: ReadableStreamDefaultController<Uint8Array>;
-  let open = true;
-  let jobs: Job[] = [];
-  let stallTimer: ReturnType<typeof setTimeout> | undefined;
-  let release: (() => void) | undefined;
-  const ended = () => {
-    const r = release;
-    release = undefined;
-    r?.();
-  };
-  const cancelAll = () => {
-    open = false;
-    clearTimeout(stallTimer);
-    for (const j of jobs) engine.cancel(j);
-    ended();
-  };
-  const fail = (reason: DOMException) => {
-    if (!open) return;
-    cancelAll();
-    ctrl.error(reason);
-  };
-  const n = plans.length > 0 ? plans[0].choices : 0;
-  const total = usageOf(plans);
+  const s = new SseStream(engine, plans, fmt, opts);
+  const body = new ReadableStream<Uint8Array>(s);
+  s.submit();
+  return body;
+}
+
+/** One plan's engine events, handed to its stream (an object, not closures). */
+class PlanSink implements JobSink {
+  constructor(private readonly s: SseStream, private readonly p: number) {}
+  onStep(_job: Job, k: number): void {
+    this.s.step(this.p, k);
+  }
+  onPause(): void {
+    this.s.flush();
+  }
+  onDone(): void {
+    this.s.planDone(this.p);
+  }
+  onAbort(): void {
+    this.s.fail(new DOMException("the server is shutting down", "AbortError"));
+  }
+}
+
+/**
+ * The state of one streamed answer and the underlying source of its body.
+ * A class so that a stream allocates its state once, with no closures: this
+ * is on every streamed request's path.
+ */
+class SseStream implements UnderlyingDefaultSource<Uint8Array> {
+  #ctrl!: ReadableStreamDefaultController<Uint8Array>;
+  #open = true;
+  #jobs: Job[] = [];
+  #stallTimer: ReturnType<typeof setTimeout> | undefined;
+  #release: (() => void) | undefined;
+  readonly #n: number;
+  readonly #total: UsageCounts;
   /** Per plan: steps the engine emitted, steps rendered, job done, end rendered. */
-  const emittedSteps = new Array<number>(plans.length).fill(0);
-  const renderedSteps = new Array<number>(plans.length).fill(0);
-  const done = new Array<boolean>(plans.length).fill(false);
-  const endRendered = new Array<boolean>(plans.length).fill(false);
-  // Each plan's text streams, made when its first token is rendered.
-  const texts = new Array<(TextStream | undefined)[] | undefined>(plans.length);
-  let endedCount = 0;
-  let emitted = 0;
+  readonly #emittedSteps: number[];
+  readonly #renderedSteps: number[];
+  readonly #done: boolean[];
+  readonly #endRendered: boolean[];
+  /** Each plan's text streams, made when its first token is rendered. */
+  readonly #texts: ((TextStream | undefined)[] | undefined)[];
+  #endedCount = 0;
+  #emitted = 0;
   // The frames of one burst of steps (a whole zero-latency answer, or tokens
   // caught up after a late timer) leave as one chunk: one encode and one
   // enqueue per burst instead of one per token. The engine says when a burst
   // ends (onPause, onDone). The runtime writes to the socket only after the
   // current task anyway, so no frame leaves later.
-  let buffered = "";
+  #buffered = "";
   /** The queue is full: frames wait (as step counts) until the reader pulls. */
-  let blocked = false;
+  #blocked = false;
 
-  const flush = () => {
-    if (!open || buffered === "") return;
-    const s = buffered;
-    buffered = "";
+  constructor(
+    private readonly engine: Engine,
+    private readonly plans: readonly GenerationPlan[],
+    private readonly fmt: ChunkFormat,
+    private readonly opts: StreamOptions,
+  ) {
+    const count = plans.length;
+    this.#n = count > 0 ? plans[0].choices : 0;
+    this.#total = usageOf(plans);
+    this.#emittedSteps = new Array<number>(count).fill(0);
+    this.#renderedSteps = new Array<number>(count).fill(0);
+    this.#done = new Array<boolean>(count).fill(false);
+    this.#endRendered = new Array<boolean>(count).fill(false);
+    this.#texts = new Array(count);
+  }
+
+  start(c: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#ctrl = c;
+  }
+
+  /** Called when the reader waits on an empty queue. */
+  pull(): void {
+    if (!this.#blocked || !this.#open) return;
+    this.#blocked = false;
+    clearTimeout(this.#stallTimer);
+    for (let p = 0; p < this.plans.length; p++) if (!this.#render(p)) return;
+    this.#finishIfDone();
+  }
+
+  cancel(): void {
+    this.#cancelAll();
+  }
+
+  /** Submits the jobs (after the body exists: a zero-latency answer is written at once). */
+  submit(): void {
+    const sinks = this.plans.map((_, p) => new PlanSink(this, p));
+    this.#jobs = submitAll(this.engine, this.plans, sinks, this.opts.arrival);
+    if (!this.#open) return;
+    this.#release = this.opts.onLong?.();
+    const signal = this.opts.signal?.();
+    // A client that left before we got here never fires "abort".
+    if (signal?.aborted) this.#cancelAll();
+    else signal?.addEventListener("abort", () => this.#cancelAll(), { once: true });
+  }
+
+  step(p: number, k: number): void {
+    this.#emittedSteps[p] = k + 1;
+    if (this.#blocked || !this.#open) return;
+    const rendered = this.#renderedSteps;
+    // The usual case: just this step is owed.
+    if (rendered[p] === k && this.#buffered.length < RENDER_BURST) {
+      rendered[p] = k + 1;
+      this.#buffered += this.#renderStep(p, k);
+    } else this.#render(p);
+  }
+
+  planDone(p: number): void {
+    this.#done[p] = true;
+    if (!this.#blocked && this.#open && this.#render(p)) this.#finishIfDone();
+  }
+
+  fail(reason: DOMException): void {
+    if (!this.#open) return;
+    this.#cancelAll();
+    this.#ctrl.error(reason);
+  }
+
+  flush(): void {
+    if (!this.#open || this.#buffered === "") return;
+    const s = this.#buffered;
+    this.#buffered = "";
     try {
-      ctrl.enqueue(encodeChunk(s));
+      this.#ctrl.enqueue(encodeChunk(s));
     } catch {
-      return cancelAll();
+      return this.#cancelAll();
     }
     // desiredSize = 1 − chunks queued.
-    if ((ctrl.desiredSize ?? 1) <= 1 - QUEUED_CHUNKS && !blocked) {
-      blocked = true;
-      watchStall(ctrl.desiredSize ?? 1);
+    const queue = this.#ctrl.desiredSize ?? 1;
+    if (queue <= 1 - QUEUED_CHUNKS && !this.#blocked) {
+      this.#blocked = true;
+      this.#watchStall(queue);
     }
-  };
+  }
+
+  #ended(): void {
+    const r = this.#release;
+    this.#release = undefined;
+    r?.();
+  }
+
+  #cancelAll(): void {
+    this.#open = false;
+    clearTimeout(this.#stallTimer);
+    for (const j of this.#jobs) this.engine.cancel(j);
+    this.#ended();
+  }
+
   /**
    * Drops the reader if it takes nothing for the stall timeout. A reader
    * that takes some chunks but not all of them is slow, not stuck: the
    * watch starts again from the queue it left.
    */
-  const watchStall = (queue: number) => {
-    const ms = opts.stallTimeoutMs;
+  #watchStall(queue: number): void {
+    const ms = this.opts.stallTimeoutMs;
     if (ms === undefined) return;
-    stallTimer = setTimeout(() => {
-      if (!blocked || !open) return;
-      const now = ctrl.desiredSize ?? 1;
-      if (now > queue) return watchStall(now);
-      opts.onStall?.();
-      fail(new DOMException("the client stopped reading", "AbortError"));
+    this.#stallTimer = setTimeout(() => {
+      if (!this.#blocked || !this.#open) return;
+      const now = this.#ctrl.desiredSize ?? 1;
+      if (now > queue) return this.#watchStall(now);
+      this.opts.onStall?.();
+      this.fail(new DOMException("the client stopped reading", "AbortError"));
     }, ms);
-  };
-  const renderStep = (p: number, k: number): string => {
+  }
+
+  #renderStep(p: number, k: number): string {
     let out = "";
-    const plan = plans[p];
-    const { lengths, finishReasons } = plan.spec;
-    const mine = texts[p] ??= new Array(plan.choices);
+    const plan = this.plans[p];
+    const lengths = plan.spec.lengths;
+    const mine = this.#texts[p] ??= new Array(plan.choices);
     for (let j = 0; j < lengths.length; j++) {
       const len = lengths[j];
       if (k >= len) continue;
-      emitted++;
-      const usage = opts.continuousUsage
-        ? { prompt: total.prompt, completion: emitted, cached: total.cached }
+      this.#emitted++;
+      const usage = this.opts.continuousUsage
+        ? { prompt: this.#total.prompt, completion: this.#emitted, cached: this.#total.cached }
         : null;
       const text = (mine[j] ??= plan.text(j)).next();
-      out += fmt.token(p * n + j, text, k, k === len - 1 ? finishReasons[j] : null, usage);
+      out += this.fmt.token(
+        p * this.#n + j,
+        text,
+        k,
+        k === len - 1 ? plan.spec.finishReasons[j] : null,
+        usage,
+      );
     }
     return out;
-  };
-  const renderEnd = (p: number): string => {
-    endRendered[p] = true;
+  }
+
+  #renderEnd(p: number): string {
+    this.#endRendered[p] = true;
     let out = "";
-    const { lengths, finishReasons } = plans[p].spec;
+    const { lengths, finishReasons } = this.plans[p].spec;
     for (let j = 0; j < lengths.length; j++) {
-      if (lengths[j] === 0) out += fmt.empty(p * n + j, finishReasons[j]);
+      if (lengths[j] === 0) out += this.fmt.empty(p * this.#n + j, finishReasons[j]);
     }
-    if (++endedCount === plans.length) {
-      if (opts.includeUsage) out += fmt.usage(total);
-      out += fmt.end();
+    if (++this.#endedCount === this.plans.length) {
+      if (this.opts.includeUsage) out += this.fmt.usage(this.#total);
+      out += this.fmt.end();
     }
     return out;
-  };
+  }
+
   /**
    * Renders what plan p owes, a burst at a time; stops early (false) when
    * the queue fills up.
    */
-  const render = (p: number): boolean => {
-    while (renderedSteps[p] < emittedSteps[p]) {
-      buffered += renderStep(p, renderedSteps[p]++);
-      if (buffered.length >= RENDER_BURST) {
-        flush();
-        if (blocked || !open) return false;
+  #render(p: number): boolean {
+    const rendered = this.#renderedSteps;
+    while (rendered[p] < this.#emittedSteps[p]) {
+      this.#buffered += this.#renderStep(p, rendered[p]++);
+      if (this.#buffered.length >= RENDER_BURST) {
+        this.flush();
+        if (this.#blocked || !this.#open) return false;
       }
     }
-    if (done[p] && !endRendered[p]) buffered += renderEnd(p);
+    if (this.#done[p] && !this.#endRendered[p]) this.#buffered += this.#renderEnd(p);
     return true;
-  };
-  const finishIfDone = () => {
-    flush();
-    if (open && endedCount === plans.length) {
-      open = false;
-      clearTimeout(stallTimer);
-      ctrl.close();
-      ended();
-    }
-  };
-  const body = new ReadableStream<Uint8Array>({
-    start(c) {
-      ctrl = c;
-    },
-    // Called when the reader waits on an empty queue.
-    pull() {
-      if (!blocked || !open) return;
-      blocked = false;
-      clearTimeout(stallTimer);
-      for (let p = 0; p < plans.length; p++) if (!render(p)) return;
-      finishIfDone();
-    },
-    cancel: cancelAll,
-  });
-
-  const sinks = plans.map((_, p): JobSink => ({
-    onStep(_job, k) {
-      emittedSteps[p] = k + 1;
-      if (!blocked && open) render(p);
-    },
-    onPause: flush,
-    onDone() {
-      done[p] = true;
-      if (!blocked && open && render(p)) finishIfDone();
-    },
-    onAbort: () => fail(new DOMException("the server is shutting down", "AbortError")),
-  }));
-  jobs = submitAll(engine, plans, sinks, opts.arrival);
-  if (open) {
-    release = opts.onLong?.();
-    const signal = opts.signal?.();
-    // A client that left before we got here never fires "abort".
-    if (signal?.aborted) cancelAll();
-    else signal?.addEventListener("abort", cancelAll, { once: true });
   }
-  return body;
+
+  #finishIfDone(): void {
+    this.flush();
+    if (this.#open && this.#endedCount === this.plans.length) {
+      this.#open = false;
+      clearTimeout(this.#stallTimer);
+      this.#ctrl.close();
+      this.#ended();
+    }
+  }
 }
 
 /**
