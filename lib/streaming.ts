@@ -186,7 +186,7 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   readonly #done: boolean[];
   readonly #endRendered: boolean[];
   /** Each plan's text streams, made when its first token is rendered. */
-  readonly #texts: ((TextStream | undefined)[] | undefined)[];
+  readonly #texts: (TextStream[] | undefined)[];
   #endedCount = 0;
   #emitted = 0;
   // The frames of one burst of steps (a whole zero-latency answer, or tokens
@@ -316,7 +316,13 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
     let out = "";
     const plan = this.plans[p];
     const lengths = plan.spec.lengths;
-    const mine = this.#texts[p] ??= new Array(plan.choices);
+    // The plan's text streams, made when its first step is rendered (a
+    // packed array: a stream per choice, its tokens still to be drawn).
+    let mine = this.#texts[p];
+    if (mine === undefined) {
+      mine = this.#texts[p] = [];
+      for (let j = 0; j < lengths.length; j++) mine.push(plan.text(j));
+    }
     for (let j = 0; j < lengths.length; j++) {
       const len = lengths[j];
       if (k >= len) continue;
@@ -324,7 +330,7 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
       const usage = this.opts.continuousUsage
         ? { prompt: this.#total.prompt, completion: this.#emitted, cached: this.#total.cached }
         : null;
-      const text = (mine[j] ??= plan.text(j)).next();
+      const text = mine[j].next();
       out += this.fmt.token(
         p * this.#n + j,
         text,
