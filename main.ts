@@ -23,8 +23,8 @@ export interface RunningRank {
   listener: SupervisedServer;
   /** Watches pending answers' connections (routes/disconnect.ts). */
   watcher: DisconnectWatcher;
-  /** Its connections' bookkeeping for the timeouts (lib/net/reaper.ts). */
-  connections: ConnectionTable;
+  /** Its connections' bookkeeping for the timeouts (lib/net/reaper.ts), where they run. */
+  connections?: ConnectionTable;
 }
 
 export interface Running {
@@ -60,22 +60,24 @@ function tlsOptions(cfg: LoadedConfig["config"]): Tls {
   }
 }
 
-/** The header, body and idle timeouts a pod's config sets, read at every scan. */
-function connectionTable(sim: Simulator, port: number): ConnectionTable {
+/**
+ * The header, body and idle timeouts a pod's config sets, read at every
+ * scan; undefined where the reaper cannot run (nothing is then recorded).
+ */
+function connectionTable(sim: Simulator, port: number): ConnectionTable | undefined {
   const table = new ConnectionTable(port, () => ({
     headerMs: sim.config["header-timeout"],
     bodyMs: sim.config["body-timeout"],
     idleMs: sim.config["idle-timeout"],
   }), (rule, c) => sim.log.debug("closed a connection", { rule, port, client: c.peerPort }));
-  if (!processReaper.add(table)) {
-    sim.log.warn("header, body and idle timeouts are off here", {
-      reason: processReaper.unavailable,
-    });
-  }
-  return table;
+  if (processReaper.add(table)) return table;
+  sim.log.warn("header, body and idle timeouts are off here", {
+    reason: processReaper.unavailable,
+  });
+  return undefined;
 }
 
-/** A listener that is not the client's fault logs at error level. */
+/** Deno.serve's onError: only a failure that is not the client's doing is an ERROR. */
 function onError(sim: Simulator) {
   return (e: unknown) => {
     // A body broken off on purpose (a 413 that closes its connection, a
@@ -147,7 +149,7 @@ function serveMetrics(
   tls: Tls,
   env: Record<string, string | undefined>,
   opts: StartOptions,
-): { listener: SupervisedServer; connections: ConnectionTable } {
+): { listener: SupervisedServer; connections?: ConnectionTable } {
   const connections = connectionTable(sim, port);
   const handler = createRouter(sim, METRICS_PORT_ROUTES, port, {
     podName: env.POD_NAME,
@@ -208,9 +210,9 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
       r.watcher.close();
-      processReaper.remove(r.connections);
+      if (r.connections) processReaper.remove(r.connections);
     }
-    if (metrics) processReaper.remove(metrics.connections);
+    if (metrics?.connections) processReaper.remove(metrics.connections);
   };
   const single = cfg["data-parallel-rank"] !== undefined;
   const count = single ? 1 : cfg["data-parallel-size"];

@@ -134,31 +134,17 @@ export function randomTokens(rng: Rng, n: number): string[] {
 }
 
 /**
- * randomTokens with the text of the tokens alongside (the same draws): whole
- * sentences contribute their pre-joined text, so a non-streaming answer
- * does not need to join a hundred tokens.
+ * randomTokens with the text of the tokens alongside: RandomTextStream's
+ * draws, the one place they are made.
  */
 export function randomText(rng: Rng, n: number, withTokens = true): TokenText {
   if (!(n > 0)) return { tokens: [], text: "", length: 0 };
-  // Sized once: growing the array token by token cost more than the picks.
+  const stream = new RandomTextStream(rng);
   // A complete (non-streamed) answer needs only the text and the count.
-  const out = withTokens ? new Array<string>(n) : [];
-  let text = "";
-  let filled = 0;
-  let table = SENTENCE_TOKENS;
-  let texts = SENTENCE_TEXT;
-  while (true) {
-    const i = rng.pickIndex(table.length);
-    const toks = table[i];
-    const take = Math.min(toks.length, n - filled);
-    if (withTokens) { for (let j = 0; j < take; j++) out[filled + j] = toks[j]; }
-    filled += take;
-    if (take === toks.length) text += texts[i];
-    else for (let j = 0; j < take; j++) text += toks[j];
-    if (filled >= n) return { tokens: out, text, length: n };
-    table = SENTENCE_TOKENS_SPACED;
-    texts = SENTENCE_TEXT_SPACED;
-  }
+  if (!withTokens) return { tokens: [], text: stream.take(n), length: n };
+  const tokens = new Array<string>(n);
+  for (let i = 0; i < n; i++) tokens[i] = stream.next();
+  return { tokens, text: tokens.join(""), length: n };
 }
 
 /**

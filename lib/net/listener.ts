@@ -18,7 +18,7 @@ const HEADROOM = 64;
 const RETRY_MS = 250;
 
 /** Open descriptors and the soft limit, from /proc; null where unreadable. */
-export function descriptorUse(): { open: number; limit: number } | null {
+function descriptorUse(): { open: number; limit: number } | null {
   try {
     const m = /^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync("/proc/self/limits"));
     let open = 0;
@@ -35,8 +35,6 @@ export class SupervisedServer {
   readonly #retired: Deno.HttpServer<Deno.NetAddr>[] = [];
   #stopping = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
-  /** Times the accept loop failed and was started again (for tests and logs). */
-  restarts = 0;
 
   /**
    * `start(port)` creates the server (`port` undefined the first time, then
@@ -84,7 +82,6 @@ export class SupervisedServer {
     try {
       const next = this.start(this.port());
       this.#server = next;
-      this.restarts++;
       this.#supervise(next);
       this.log.info("listening again", { port: this.port(), ...use });
     } catch {

@@ -84,10 +84,6 @@ export class ConnectionTable {
       if (rec.inFlight === 0 && !alive.has(peer)) this.#byPeer.delete(peer);
     }
   }
-
-  get size(): number {
-    return this.#byPeer.size;
-  }
 }
 
 /** The registered request's answer has gone out. */
@@ -243,7 +239,7 @@ export class Reaper {
       const worker = new Worker(url, { type: "module" });
       worker.onmessage = (e: MessageEvent<Int32Array | null>) => {
         if (worker !== this.#worker) return;
-        if (e.data) this.apply(e.data, performance.now());
+        if (e.data) this.#apply(e.data, performance.now());
         this.#schedule();
       };
       worker.onerror = (e) => {
@@ -281,17 +277,13 @@ export class Reaper {
     this.unavailable = `the scan worker failed: ${why}`;
   }
 
-  /**
-   * Applies the rules to one scan's connections (scanConnections' layout);
-   * returns how many were shut down. Public for tests.
-   */
-  apply(found: Int32Array, now: number): number {
+  /** Applies the rules to one scan's connections (scanConnections' layout). */
+  #apply(found: Int32Array, now: number): void {
     const libc = this.#libc;
-    if (!libc) return 0;
+    if (!libc) return;
     const byPort = new Map<number, ConnectionTable>();
     for (const t of this.#tables) byPort.set(t.localPort, t);
     const alive = new Map<ConnectionTable, Set<number>>();
-    let reaped = 0;
     for (let i = 0; i < found.length; i += FIELDS) {
       const c: ConnectionState = {
         localPort: found[i + 1],
@@ -308,12 +300,10 @@ export class Reaper {
       const fd = found[i];
       // The descriptor may have been closed and reused since the worker looked.
       if (rule !== null && this.#same(libc, fd, c) && libc.shutdown(fd, SHUT_RDWR) === 0) {
-        reaped++;
         table.onReap(rule, c);
       }
     }
     for (const t of this.#tables) t.retain(alive.get(t) ?? new Set());
-    return reaped;
   }
 
   /** Whether `fd` is still the connection the scan reported. */
@@ -324,13 +314,6 @@ export class Reaper {
     if (libc.getsockname(fd, addr, len) !== 0 || port() !== c.localPort) return false;
     len[0] = addr.length;
     return libc.getpeername(fd, addr, len) === 0 && port() === c.peerPort;
-  }
-
-  /** Scans on the calling thread (tests, benchmarks). */
-  scanHere(): Int32Array {
-    const libc = this.#load();
-    if (!libc) return new Int32Array();
-    return scanConnections(libc, new Set([...this.#tables].map((t) => t.localPort)));
   }
 }
 
