@@ -43,6 +43,17 @@ function seedState(seed: number | bigint): readonly [number, number, number, num
 
 const ZERO_SEED_STATE = seedState(0);
 
+/**
+ * A seed for a sub-stream of `seed` named by `salt` and `index` (e.g. the
+ * engine id of data-parallel rank r): distinct for every index, since
+ * GOLDEN64 is odd, and exact for seeds past 2^53, where `seed + index` as a
+ * double would lose the index.
+ */
+export function derivedSeed(seed: number | bigint, salt: number, index: number): bigint {
+  const base = seedToBigInt(seed) ^ (BigInt(salt >>> 0) << 32n);
+  return (base + BigInt(index) * GOLDEN64) & MASK64;
+}
+
 /** 32-bit finaliser (murmur3 fmix32 variant) used to derive forked streams. */
 function mix32(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);

@@ -9,7 +9,7 @@ import { Engine } from "./engine.ts";
 import { levelFromVerbosity, Logger, type LogLevel } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ModelRegistry } from "./models.ts";
-import { Rng } from "./rng.ts";
+import { derivedSeed, Rng } from "./rng.ts";
 import { regexTokenizer, type Tokenizer } from "./tokenizer.ts";
 
 /** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
@@ -44,7 +44,7 @@ export class Simulator {
     this.#cfg = cfg;
     this.port = cfg.port;
     this.reachableHost = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
-    this.engineId = seededUuid(new Rng(cfg.seed + rank));
+    this.engineId = engineIdFor(cfg.seed, rank);
     this.log = log ?? loggerFor(cfg);
     this.rng = new Rng(cfg.seed);
     this.engine = new Engine(() => this.#cfg);
@@ -88,6 +88,18 @@ export function loggerFor(cfg: Config): Logger {
   let level: LogLevel = cfg["log-level"];
   if (cfg.v > 0) level = levelFromVerbosity(cfg.v);
   return new Logger(level, cfg["log-format"]);
+}
+
+/** Salt of the engine-id streams (any constant other streams do not use). */
+const ENGINE_ID_SALT = 0x656e6769;
+
+/**
+ * Rank r's engine id: a UUID from the seed and the rank alone, so every rank
+ * (and every process of a multi-process deployment) computes the same map
+ * for GET /query without consuming the request generator.
+ */
+export function engineIdFor(seed: number, rank: number): string {
+  return seededUuid(new Rng(derivedSeed(seed, ENGINE_ID_SALT, rank)));
 }
 
 /** A version-4-shaped UUID drawn from `rng`. */
