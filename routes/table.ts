@@ -5,8 +5,7 @@ import { loadLoraAdapter, unloadLoraAdapter } from "./lora.ts";
 import { fakeMetrics, metrics } from "./metrics.ts";
 import { listModels } from "./models.ts";
 import type { Route } from "./router.ts";
-import { chatCompletions } from "./serving_chat.ts";
-import { completions } from "./serving_completion.ts";
+import { chatCompletions, completions } from "./openai/chat.ts";
 import { isSleeping, sleep, wakeUp } from "./sleep.ts";
 
 export const ROUTES: readonly Route[] = [

@@ -9,25 +9,18 @@ import {
   responseLength,
   TextStream,
   TokenListStream,
-} from "./content.ts";
-import type { FinishReason, JobSpec } from "./engine.ts";
-import { contextLengthError } from "./errors.ts";
-import type { ResolvedModel } from "./models.ts";
-import type { GenerationParams, KvTransferParams } from "./protocol.ts";
-import type { Rng } from "./rng.ts";
-import type { Simulator } from "./simulator.ts";
-
-/** One prompt as the engine sees it. */
-export interface PromptInput {
-  promptTokens: number;
-  /** What echo mode answers with. */
-  echoText: string;
-}
-
-export interface GenerationFlags {
-  /** X-Cache-Threshold-Finish-Reason: answer at once with no tokens. */
-  forceCacheThreshold?: boolean;
-}
+} from "../content.ts";
+import type { FinishReason, JobSpec } from "../engine.ts";
+import { contextLengthError } from "../errors.ts";
+import type { ResolvedModel } from "../models.ts";
+import type {
+  GenerationFlags,
+  GenerationParams,
+  KvTransferParams,
+  PromptInput,
+} from "./params.ts";
+import type { Rng } from "../rng.ts";
+import type { Simulator } from "../simulator.ts";
 
 export interface GenerationPlan {
   promptTokens: number;
@@ -50,6 +43,8 @@ export interface GenerationPlan {
    */
   text(j: number): TextStream;
   spec: JobSpec;
+  /** Per choice, the stop string or token id that ended it; absent when none did. */
+  stopReasons?: (string | number | null)[];
   /** kv_transfer_params for the response (P/D prefill side), else null. */
   kvTransferOut: KvTransferParams | null;
 }

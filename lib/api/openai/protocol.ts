@@ -3,7 +3,14 @@
  * get typed, normalised requests; anything malformed is a 400 naming the
  * field. Unknown fields are ignored, as vLLM does.
  */
-import { badRequest } from "./errors.ts";
+import type { ChatMessage, ToolCall } from "../../chat.ts";
+import { badRequest } from "../../errors.ts";
+import type {
+  GenerationParams,
+  KvTransferParams,
+  ResponseFormat,
+  StopRule,
+} from "../../serving/params.ts";
 import {
   isObject,
   isTokenId,
@@ -14,39 +21,7 @@ import {
   optObject,
   optString,
   reqString,
-} from "./validate.ts";
-
-export interface KvTransferParams {
-  do_remote_decode?: boolean;
-  do_remote_prefill?: boolean;
-  remote_engine_id?: string | null;
-  remote_block_ids?: number[] | null;
-  remote_host?: string | null;
-  remote_port?: number | null;
-  tp_size?: number;
-}
-
-/** Fields every generation request shares. */
-export interface GenerationParams {
-  model: string;
-  stream: boolean;
-  includeUsage: boolean;
-  continuousUsage: boolean;
-  /** max_completion_tokens (chat) or max_tokens; undefined = no limit. */
-  maxTokens?: number;
-  ignoreEos: boolean;
-  n: number;
-  seed?: number;
-  cacheHitThreshold?: number;
-  kvTransfer?: KvTransferParams;
-}
-
-export interface ChatMessage {
-  role: string;
-  /** Text parts joined; "" when there is none. */
-  text: string;
-  imageCount: number;
-}
+} from "../../validate.ts";
 
 export interface ChatRequest extends GenerationParams {
   messages: ChatMessage[];
@@ -63,7 +38,117 @@ function parseN(o: JsonObject): number {
   return optInt(o, "n", 1) ?? 1;
 }
 
-function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
+/** A sampling value vLLM checks: a 400 in its words when out of range. */
+function checkSampling(o: JsonObject): void {
+  const num = (key: string) => optNumber(o, key);
+  const bad = (msg: string, key: string) => badRequest(msg, key);
+  const t = num("temperature");
+  if (t !== undefined && t < 0) {
+    throw bad(`temperature must be non-negative, got ${t}.`, "temperature");
+  }
+  const p = num("top_p");
+  if (p !== undefined && !(p > 0 && p <= 1)) {
+    throw bad(`top_p must be in (0, 1], got ${p}.`, "top_p");
+  }
+  const k = num("top_k");
+  if (k !== undefined && (!Number.isInteger(k) || (k < 1 && k !== 0 && k !== -1))) {
+    throw bad(`top_k must be 0 (disable), or at least 1, got ${k}.`, "top_k");
+  }
+  const minP = num("min_p");
+  if (minP !== undefined && !(minP >= 0 && minP <= 1)) {
+    throw bad(`min_p must be in [0, 1], got ${minP}.`, "min_p");
+  }
+  for (const key of ["presence_penalty", "frequency_penalty"]) {
+    const v = num(key);
+    if (v !== undefined && !(v >= -2 && v <= 2)) {
+      throw bad(`${key} must be in [-2, 2], got ${v}.`, key);
+    }
+  }
+  const rp = num("repetition_penalty");
+  if (rp !== undefined && !(rp > 0)) {
+    throw bad(`repetition_penalty must be greater than zero, got ${rp}.`, "repetition_penalty");
+  }
+  const minTokens = o.min_tokens;
+  if (minTokens !== undefined && minTokens !== null) {
+    if (typeof minTokens !== "number" || !Number.isSafeInteger(minTokens) || minTokens < 0) {
+      throw bad(
+        `min_tokens must be greater than or equal to 0, got ${JSON.stringify(minTokens)}.`,
+        "min_tokens",
+      );
+    }
+  }
+}
+
+/** `stop`, `stop_token_ids`, `include_stop_str_in_output`; undefined when none is set. */
+export function parseStop(o: JsonObject): StopRule | undefined {
+  const raw = o.stop;
+  let strings: string[] = [];
+  if (typeof raw === "string") strings = [raw];
+  else if (Array.isArray(raw)) {
+    if (!raw.every((x) => typeof x === "string")) {
+      throw badRequest("'stop' must be a string or an array of strings.", "stop");
+    }
+    strings = raw as string[];
+  } else if (raw !== undefined && raw !== null) {
+    throw badRequest("'stop' must be a string or an array of strings.", "stop");
+  }
+  if (strings.some((x) => x === "")) {
+    throw badRequest("stop cannot contain an empty string.", "stop");
+  }
+  const ids = o.stop_token_ids;
+  let tokenIds: number[] = [];
+  if (Array.isArray(ids)) {
+    if (!ids.every(isTokenId)) {
+      throw badRequest("'stop_token_ids' must be an array of token ids.", "stop_token_ids");
+    }
+    tokenIds = ids as number[];
+  } else if (ids !== undefined && ids !== null) {
+    throw badRequest("'stop_token_ids' must be an array of token ids.", "stop_token_ids");
+  }
+  const includeStop = optBool(o, "include_stop_str_in_output") ?? false;
+  if (strings.length === 0 && tokenIds.length === 0) return undefined;
+  return { strings, tokenIds, includeStop };
+}
+
+/** `response_format`: text (undefined), json_object, or json_schema with its schema. */
+export function parseResponseFormat(o: JsonObject): ResponseFormat | undefined {
+  const rf = optObject(o, "response_format");
+  if (!rf) return undefined;
+  switch (rf.type) {
+    case "text":
+    case "structural_tag":
+      return undefined;
+    case "json_object":
+      return { type: "json_object" };
+    case "json_schema": {
+      const js = rf.json_schema;
+      if (!isObject(js)) {
+        throw badRequest(
+          "response_format json_schema needs a 'json_schema' object.",
+          "response_format",
+        );
+      }
+      const schema = js.schema ?? js.json_schema;
+      if (schema !== undefined && schema !== null && typeof schema !== "object") {
+        throw badRequest(
+          "response_format json_schema.schema must be an object.",
+          "response_format",
+        );
+      }
+      return { type: "json_schema", schema: schema ?? {} };
+    }
+    default:
+      throw badRequest(
+        `response_format type must be one of 'text', 'json_object', 'json_schema', got ${
+          JSON.stringify(rf.type ?? null)
+        }.`,
+        "response_format",
+      );
+  }
+}
+
+/** The fields chat, completions and generate share. */
+export function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
   const model = reqString(o, "model");
   const stream = optBool(o, "stream") ?? false;
   const so = optObject(o, "stream_options");
@@ -75,6 +160,7 @@ function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
   for (const k of maxTokensKeys) {
     maxTokens ??= optInt(o, k, 1);
   }
+  checkSampling(o);
   const kv = optObject(o, "kv_transfer_params");
   return {
     model,
@@ -87,10 +173,12 @@ function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationParams {
     seed: optInt(o, "seed", Number.MIN_SAFE_INTEGER),
     cacheHitThreshold: optNumber(o, "cache_hit_threshold", 0, 1),
     kvTransfer: kv ? parseKvTransfer(kv) : undefined,
+    stop: parseStop(o),
+    responseFormat: parseResponseFormat(o),
   };
 }
 
-function parseKvTransfer(kv: JsonObject): KvTransferParams {
+export function parseKvTransfer(kv: JsonObject): KvTransferParams {
   return {
     do_remote_decode: optBool(kv, "do_remote_decode"),
     do_remote_prefill: optBool(kv, "do_remote_prefill"),
@@ -138,6 +226,20 @@ function messageContent(content: unknown, i: number): { text: string; imageCount
   return { text: texts.join(" "), imageCount };
 }
 
+/** An assistant message's tool call: `{id, type:"function", function:{name, arguments}}`. */
+function toolCall(c: unknown, i: number): ToolCall {
+  const fn = isObject(c) ? c.function : undefined;
+  if (!isObject(c) || !isObject(fn) || typeof fn.name !== "string") {
+    throw badRequest(`messages[${i}].tool_calls entries need 'function.name'.`, "messages");
+  }
+  const args = fn.arguments;
+  return {
+    id: typeof c.id === "string" ? c.id : "",
+    name: fn.name,
+    arguments: typeof args === "string" ? args : JSON.stringify(args ?? {}),
+  };
+}
+
 export function parseChatRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
   const common = parseCommon(body, ["max_completion_tokens", "max_tokens"]);
@@ -152,7 +254,10 @@ export function parseChatRequest(body: unknown): ChatRequest {
     if (typeof m.role !== "string") {
       throw badRequest(`messages[${i}].role must be a string.`, "messages");
     }
-    return { role: m.role, ...messageContent(m.content, i) };
+    const msg: ChatMessage = { role: m.role, ...messageContent(m.content, i) };
+    if (Array.isArray(m.tool_calls)) msg.toolCalls = m.tool_calls.map((c) => toolCall(c, i));
+    if (typeof m.tool_call_id === "string") msg.toolCallId = m.tool_call_id;
+    return msg;
   });
   return { ...common, messages };
 }

@@ -1,50 +1,15 @@
 /**
  * Runs generation plans through the engine and turns their steps into
- * output: a server-sent-events byte stream (one frame per token per choice,
- * formatted by the endpoint's ChunkFormat) or, for non-streaming answers, a
+ * output: a byte stream of the family's events (one token event per token
+ * per choice, written by its OutputEncoder) or, for non-streaming answers, a
  * promise that settles when the last token would have been sent. A reader
  * that goes away cancels every job at once.
  */
-import type { Engine, FinishReason, Job, JobSink } from "./engine.ts";
-import type { TextStream } from "./content.ts";
-import { ApiError } from "./errors.ts";
-import type { GenerationPlan } from "./generation.ts";
-
-export interface UsageCounts {
-  prompt: number;
-  completion: number;
-  cached: number;
-}
-
-/** How one endpoint family writes its SSE frames (each ends with "\n\n"). */
-export interface ChunkFormat {
-  /** Token k of choice `index`; `finish` is set on the choice's last token. */
-  token(
-    index: number,
-    text: string,
-    k: number,
-    finish: FinishReason | null,
-    usage: UsageCounts | null,
-  ): string;
-  /** A choice that ends without any token. */
-  empty(index: number, finish: FinishReason): string;
-  /** The final usage frame (include_usage). */
-  usage(u: UsageCounts): string;
-  /** The closing frame(s). */
-  end(): string;
-}
-
-export const SSE_DONE = "data: [DONE]\n\n";
-
-export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
-  let prompt = 0, completion = 0, cached = 0;
-  for (const p of plans) {
-    prompt += p.promptTokens;
-    cached += p.cachedTokens;
-    for (const len of p.spec.lengths) completion += len;
-  }
-  return { prompt, completion, cached };
-}
+import type { Engine, Job, JobSink } from "../engine.ts";
+import type { TextStream } from "../content.ts";
+import { ApiError } from "../errors.ts";
+import { type OutputEncoder, type UsageCounts, usageOf } from "./output.ts";
+import type { GenerationPlan } from "./plan.ts";
 
 /** Submits every plan; if one is refused (429), the others are withdrawn. */
 function submitAll(
@@ -102,7 +67,7 @@ export function encodeChunk(s: string): Uint8Array {
 export type SignalSource = () => AbortSignal | undefined;
 
 export interface StreamOptions {
-  includeUsage: boolean;
+  /** Usage on every token event (stream_options.continuous_usage_stats). */
   continuousUsage: boolean;
   /** Aborts when the client goes away. */
   signal?: SignalSource;
@@ -141,7 +106,7 @@ const RENDER_BURST = 32 * 1024;
 export function streamPlans(
   engine: Engine,
   plans: readonly GenerationPlan[],
-  fmt: ChunkFormat,
+  fmt: OutputEncoder,
   opts: StreamOptions,
 ): ReadableStream<Uint8Array> {
   const s = new SseStream(engine, plans, fmt, opts);
@@ -189,6 +154,7 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   readonly #texts: (TextStream[] | undefined)[];
   #endedCount = 0;
   #emitted = 0;
+  #started = false;
   // The frames of one burst of steps (a whole zero-latency answer, or tokens
   // caught up after a late timer) leave as one chunk: one encode and one
   // enqueue per burst instead of one per token. The engine says when a burst
@@ -201,7 +167,7 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   constructor(
     private readonly engine: Engine,
     private readonly plans: readonly GenerationPlan[],
-    private readonly fmt: ChunkFormat,
+    private readonly fmt: OutputEncoder,
     private readonly opts: StreamOptions,
   ) {
     const count = plans.length;
@@ -313,7 +279,7 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   }
 
   #renderStep(p: number, k: number): string {
-    let out = "";
+    let out = this.#started ? "" : this.#start();
     const plan = this.plans[p];
     const lengths = plan.spec.lengths;
     // The plan's text streams, made when its first step is rendered (a
@@ -331,28 +297,30 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
         ? { prompt: this.#total.prompt, completion: this.#emitted, cached: this.#total.cached }
         : null;
       const text = mine[j].next();
-      out += this.fmt.token(
-        p * this.#n + j,
-        text,
-        k,
-        k === len - 1 ? plan.spec.finishReasons[j] : null,
-        usage,
-      );
+      const index = p * this.#n + j;
+      if (k < len - 1) out += this.fmt.token(index, text, k, null, usage);
+      else {
+        const finish = plan.spec.finishReasons[j];
+        out += this.fmt.token(index, text, k, finish, usage) +
+          this.fmt.choiceEnd(index, finish, len);
+      }
     }
     return out;
   }
 
+  #start(): string {
+    this.#started = true;
+    return this.fmt.start();
+  }
+
   #renderEnd(p: number): string {
     this.#endRendered[p] = true;
-    let out = "";
+    let out = this.#started ? "" : this.#start();
     const { lengths, finishReasons } = this.plans[p].spec;
     for (let j = 0; j < lengths.length; j++) {
-      if (lengths[j] === 0) out += this.fmt.empty(p * this.#n + j, finishReasons[j]);
+      if (lengths[j] === 0) out += this.fmt.choiceEnd(p * this.#n + j, finishReasons[j], 0);
     }
-    if (++this.#endedCount === this.plans.length) {
-      if (this.opts.includeUsage) out += this.fmt.usage(this.#total);
-      out += this.fmt.end();
-    }
+    if (++this.#endedCount === this.plans.length) out += this.fmt.end(this.#total);
     return out;
   }
 

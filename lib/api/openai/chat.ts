@@ -1,0 +1,80 @@
+/**
+ * OpenAI chat completions (`POST /v1/chat/completions`): the prompt of a
+ * request, and its answer as a chat.completion body or chat.completion.chunk
+ * frames. Frames are written from fixed prefixes, so a token costs one
+ * string concatenation; tests/golden_test.ts pins the bytes.
+ */
+import { lastUserText, renderChat } from "../../chat.ts";
+import type { FinishReason } from "../../engine.ts";
+import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
+import { jsonString } from "../../serving/output.ts";
+import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
+import type { Tokenizer } from "../../tokenizer.ts";
+import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
+import type { ChatRequest } from "./protocol.ts";
+
+export function chatInput(body: ChatRequest, tokenizer: Tokenizer): GenerationInput {
+  return {
+    params: body,
+    prompts: [{
+      promptTokens: tokenizer.count(renderChat(body.messages)),
+      echoText: lastUserText(body.messages),
+    }],
+  };
+}
+
+export function chatId(meta: AnswerMeta): string {
+  return `chatcmpl-${meta.requestId}`;
+}
+
+/** The chat.completion body, written directly as the JSON text of the object. */
+export function chatResponse(
+  meta: AnswerMeta,
+  body: ChatRequest,
+  admitted: Admitted,
+  answer: CompletedAnswer,
+): string {
+  let choices = "";
+  for (const c of answer.choices) {
+    choices += `${c.index === 0 ? "" : ","}{"index":${c.index},"message":{"role":"assistant",` +
+      `"content":${jsonString(c.text, c.jsonSafe)},"tool_calls":[]},"logprobs":null,` +
+      `"finish_reason":"${c.finish}","stop_reason":${stopReasonText(c.stopReason)}}`;
+  }
+  return `{"id":${JSON.stringify(chatId(meta))},"object":"chat.completion","created":${meta.created},` +
+    `"model":${JSON.stringify(body.model)},"choices":[${choices}],"usage":${
+      usageText(answer.usage)
+    },"prompt_logprobs":null,"kv_transfer_params":${
+      JSON.stringify(admitted.plans[0].kvTransferOut)
+    }}`;
+}
+
+/** chat.completion.chunk frames. */
+export function chatEncoder(meta: AnswerMeta, body: ChatRequest): OutputEncoder {
+  const withUsage = body.includeUsage || body.continuousUsage;
+  const head = `data: {"id":${JSON.stringify(chatId(meta))},"object":"chat.completion.chunk",` +
+    `"created":${meta.created},"model":${JSON.stringify(body.model)},"choices":[`;
+  const nullUsage = withUsage ? `,"usage":null` : "";
+  const tail = (finish: FinishReason | null, usage: string) =>
+    `,"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`}}]${usage}}\n\n`;
+  const frame = (index: number, delta: string, finish: FinishReason | null, usage: string) =>
+    `${head}{"index":${index},"delta":${delta}${tail(finish, usage)}`;
+  // A token frame is prefix + JSON text + suffix; the prefix per choice and
+  // the usual suffix (no finish reason, no usage) are built once per answer.
+  const prefixes: string[] = [];
+  const prefix = (index: number) =>
+    prefixes[index] ??= `${head}{"index":${index},"delta":{"content":`;
+  const plainTail = "}" + tail(null, nullUsage);
+  return {
+    start: () => "",
+    token(index, text, k, finish, usage) {
+      const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
+      const role = k === 0 ? frame(index, `{"role":"assistant","content":""}`, null, u) : "";
+      const rest = finish === null && usage === null ? plainTail : "}" + tail(finish, u);
+      return role + prefix(index) + JSON.stringify(text) + rest;
+    },
+    // A choice with tokens ended in its last token's frame.
+    choiceEnd: (index, finish, tokens) =>
+      tokens > 0 ? "" : frame(index, `{"role":"assistant","content":""}`, finish, nullUsage),
+    end: (u) => (body.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,
+  };
+}

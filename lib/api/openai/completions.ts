@@ -1,0 +1,95 @@
+/**
+ * OpenAI text completions (`POST /v1/completions`): one engine request per
+ * prompt, choices numbered prompt-major, and the answer as a text_completion
+ * body or frames.
+ */
+import type { FinishReason } from "../../engine.ts";
+import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
+import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
+import type { Tokenizer } from "../../tokenizer.ts";
+import { type AnswerMeta, SSE_DONE, stopReasonText, usageJson, usageText } from "./common.ts";
+import type { CompletionRequest, Prompt } from "./protocol.ts";
+
+function promptText(p: Prompt): string {
+  return "ids" in p ? p.ids.join(",") : p.text;
+}
+
+export function completionInput(body: CompletionRequest, tokenizer: Tokenizer): GenerationInput {
+  return {
+    params: body,
+    prompts: body.prompts.map((p) =>
+      "ids" in p
+        ? { promptTokens: p.ids.length, echoText: p.ids.join(",") }
+        : { promptTokens: tokenizer.count(p.text), echoText: p.text }
+    ),
+  };
+}
+
+export function completionId(meta: AnswerMeta): string {
+  return `cmpl-${meta.requestId}`;
+}
+
+/** The stop string or id that ended choice `index`, else null. */
+function stopReasonOf(admitted: Admitted, n: number, index: number): string | number | null {
+  return admitted.plans[Math.floor(index / n)]?.stopReasons?.[index % n] ?? null;
+}
+
+export function completionResponse(
+  meta: AnswerMeta,
+  body: CompletionRequest,
+  admitted: Admitted,
+  answer: CompletedAnswer,
+): string {
+  return JSON.stringify({
+    id: completionId(meta),
+    object: "text_completion",
+    created: meta.created,
+    model: body.model,
+    choices: answer.choices.map((c) => ({
+      index: c.index,
+      text: (body.echo ? promptText(body.prompts[Math.floor(c.index / body.n)]) : "") + c.text,
+      logprobs: null,
+      finish_reason: c.finish,
+      stop_reason: c.stopReason,
+      prompt_logprobs: null,
+    })),
+    usage: usageJson(answer.usage),
+    kv_transfer_params: admitted.plans[0]?.kvTransferOut ?? null,
+  });
+}
+
+export function completionEncoder(
+  meta: AnswerMeta,
+  body: CompletionRequest,
+  admitted: Admitted,
+): OutputEncoder {
+  const withUsage = body.includeUsage || body.continuousUsage;
+  const head = `data: {"id":${JSON.stringify(completionId(meta))},"object":"text_completion",` +
+    `"created":${meta.created},"model":${JSON.stringify(body.model)},"choices":[`;
+  const nullUsage = withUsage ? `,"usage":null` : "";
+  // A token frame is prefix + JSON text + suffix; the prefix per choice and
+  // the usual suffix (no finish reason, no usage) are built once per answer.
+  const prefixes: string[] = [];
+  const prefix = (index: number) => prefixes[index] ??= `${head}{"index":${index},"text":`;
+  const tail = (index: number, finish: FinishReason | null, usage: string) =>
+    `,"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`},"stop_reason":${
+      finish === null ? "null" : stopReasonText(stopReasonOf(admitted, body.n, index))
+    }}]${usage}}\n\n`;
+  const plainTail = tail(0, null, nullUsage);
+  const frame = (index: number, text: string, finish: FinishReason | null, usage: string) =>
+    prefix(index) + JSON.stringify(text) +
+    (finish === null && usage === nullUsage ? plainTail : tail(index, finish, usage));
+  // With echo, the prompt is sent ahead of the first generated token.
+  const echoOf = (index: number) =>
+    body.echo ? promptText(body.prompts[Math.floor(index / body.n)]) : "";
+  return {
+    start: () => "",
+    token(index, text, k, finish, usage) {
+      const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
+      return frame(index, k === 0 ? echoOf(index) + text : text, finish, u);
+    },
+    choiceEnd: (index, finish, tokens) =>
+      tokens > 0 ? "" : frame(index, echoOf(index), finish, nullUsage),
+    end: (u) => (body.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,
+  };
+}

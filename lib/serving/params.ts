@@ -1,0 +1,56 @@
+/**
+ * What a generation request asks of the engine, whatever API family it came
+ * through: each family's protocol module parses its own body into these.
+ */
+
+export interface KvTransferParams {
+  do_remote_decode?: boolean;
+  do_remote_prefill?: boolean;
+  remote_engine_id?: string | null;
+  remote_block_ids?: number[] | null;
+  remote_host?: string | null;
+  remote_port?: number | null;
+  tp_size?: number;
+}
+
+/** Where an answer must stop early (vLLM's `stop`, `stop_token_ids`). */
+export interface StopRule {
+  strings: readonly string[];
+  tokenIds: readonly number[];
+  /** include_stop_str_in_output: the matched stop string stays in the text. */
+  includeStop: boolean;
+}
+
+/** response_format: the answer is JSON (an object, or a value of a schema). */
+export type ResponseFormat =
+  | { type: "json_object" }
+  | { type: "json_schema"; schema: unknown };
+
+/** Fields every generation request shares. */
+export interface GenerationParams {
+  model: string;
+  stream: boolean;
+  includeUsage: boolean;
+  continuousUsage: boolean;
+  /** max_completion_tokens (chat) or max_tokens; undefined = no limit. */
+  maxTokens?: number;
+  ignoreEos: boolean;
+  n: number;
+  seed?: number;
+  cacheHitThreshold?: number;
+  kvTransfer?: KvTransferParams;
+  stop?: StopRule;
+  responseFormat?: ResponseFormat;
+}
+
+/** One prompt as the engine sees it. */
+export interface PromptInput {
+  promptTokens: number;
+  /** What echo mode answers with. */
+  echoText: string;
+}
+
+export interface GenerationFlags {
+  /** X-Cache-Threshold-Finish-Reason: answer at once with no tokens. */
+  forceCacheThreshold?: boolean;
+}

@@ -1,0 +1,134 @@
+/**
+ * The transport-neutral generation pipeline every API family runs through:
+ * serving checks, failure injection, model resolution, the per-request
+ * limits and planning (admit), then either a stream of the family's output
+ * events or a complete answer once the last token would have been sent.
+ * Nothing here knows HTTP: the routes (and later gRPC) bring the request,
+ * its client-gone signal and an OutputEncoder.
+ */
+import type { Config } from "../config.ts";
+import { ApiError, badRequest } from "../errors.ts";
+import { drawFailure, type FailureType } from "../failures.ts";
+import type { ResolvedModel } from "../models.ts";
+import type { Simulator } from "../simulator.ts";
+import { type CompletedAnswer, completedAnswer, type OutputEncoder } from "./output.ts";
+import type { GenerationFlags, GenerationParams, PromptInput } from "./params.ts";
+import { type GenerationPlan, planGeneration } from "./plan.ts";
+import { collectPlans, type SignalSource, streamPlans } from "./stream.ts";
+
+/** A parsed generation request: its parameters and its prompts, one engine request each. */
+export interface GenerationInput {
+  params: GenerationParams;
+  prompts: readonly PromptInput[];
+}
+
+/** A request the engine will run: its model and one plan per prompt. */
+export interface Admitted {
+  model: ResolvedModel;
+  plans: GenerationPlan[];
+}
+
+/** 503 while sleeping: every generation family checks this first. */
+export function checkServing(sim: Simulator): void {
+  if (sim.sleeping) {
+    throw new ApiError(503, "The server is sleeping; POST /wake_up to resume.");
+  }
+}
+
+/** Failure injection's draw for one arriving request (null: it goes on). */
+export function injectedFailure(sim: Simulator): FailureType | null {
+  return drawFailure(sim.config, sim.rng);
+}
+
+/**
+ * Resolves the model, applies the per-request limits and plans every
+ * prompt. Throws ApiError (404 unknown model, 400 over a limit or the
+ * context window) before anything is submitted.
+ */
+export function admit(
+  sim: Simulator,
+  input: GenerationInput,
+  flags: GenerationFlags = {},
+): Admitted {
+  const cfg = sim.config;
+  const { params, prompts } = input;
+  const model = sim.models.require(params.model);
+  checkSequences(prompts.length * params.n, cfg);
+  const plans = prompts.map((p) => planGeneration(sim, params, p, model, flags));
+  checkOutputBudget(plans, params.maxTokens, cfg);
+  return { model, plans };
+}
+
+export interface StreamRun {
+  /** Usage on every token event (continuous_usage_stats). */
+  continuousUsage: boolean;
+  signal: SignalSource;
+  arrival: number;
+  /** What the transport does while the answer outlives its submission. */
+  onLong?: () => () => void;
+  /** For the log line of a dropped reader. */
+  id: string;
+}
+
+/** The answer as a byte stream of the encoder's events; throws (429) before any byte. */
+export function streamAnswer(
+  sim: Simulator,
+  admitted: Admitted,
+  encoder: OutputEncoder,
+  run: StreamRun,
+): ReadableStream<Uint8Array> {
+  return streamPlans(sim.engine, admitted.plans, encoder, {
+    continuousUsage: run.continuousUsage,
+    signal: run.signal,
+    arrival: run.arrival,
+    stallTimeoutMs: sim.config["stream-stall-timeout"],
+    onStall: () => sim.log.info("dropped a client that stopped reading its stream", { id: run.id }),
+    onLong: run.onLong,
+  });
+}
+
+/**
+ * Runs the request to its end and returns the complete answer: at once for
+ * a zero-latency answer, else when its last token would have been sent.
+ * Rejects when the client goes away (its jobs are cancelled) or on shutdown.
+ */
+export async function completeAnswer(
+  sim: Simulator,
+  admitted: Admitted,
+  signal: SignalSource,
+  arrival: number,
+): Promise<CompletedAnswer> {
+  const running = collectPlans(sim.engine, admitted.plans, signal, arrival);
+  if (running) await running;
+  return completedAnswer(admitted.plans);
+}
+
+/** --max-sequences-per-request: prompts × n. */
+function checkSequences(sequences: number, cfg: Config): void {
+  const max = cfg["max-sequences-per-request"];
+  if (sequences <= max) return;
+  throw badRequest(
+    `This request asks for ${sequences} sequences (prompts × n); at most ${max} per request ` +
+      `(--max-sequences-per-request).`,
+    "n",
+  );
+}
+
+/**
+ * --max-output-tokens-per-request: what the request's sequences may
+ * generate, counted before anything runs: max_tokens for each (a promise the
+ * client asked for), else the length drawn for it.
+ */
+function checkOutputBudget(plans: GenerationPlan[], maxTokens: number | undefined, cfg: Config) {
+  const max = cfg["max-output-tokens-per-request"];
+  let reserved = 0;
+  for (const p of plans) {
+    for (const len of p.spec.lengths) reserved += maxTokens ?? len;
+  }
+  if (reserved <= max) return;
+  throw badRequest(
+    `This request may generate up to ${reserved} tokens over its sequences; at most ${max} ` +
+      `per request (--max-output-tokens-per-request). Lower max_tokens or n.`,
+    maxTokens === undefined ? "n" : "max_tokens",
+  );
+}

@@ -1,0 +1,113 @@
+/**
+ * The HTTP side of the generation pipeline, shared by every family: the
+ * special request headers, failure injection, reading the body, then an SSE
+ * stream (headers at once) or a JSON answer. A family brings its parser,
+ * its OutputEncoder and its response body; lib/serving does the rest.
+ */
+import type { Config } from "../lib/config.ts";
+import { ApiError } from "../lib/errors.ts";
+import { failureError, holdOpen } from "../lib/failures.ts";
+import type { CompletedAnswer, OutputEncoder } from "../lib/serving/output.ts";
+import type { GenerationFlags } from "../lib/serving/params.ts";
+import {
+  admit,
+  type Admitted,
+  checkServing,
+  completeAnswer,
+  type GenerationInput,
+  injectedFailure,
+  streamAnswer,
+} from "../lib/serving/pipeline.ts";
+import type { Simulator } from "../lib/simulator.ts";
+import type { AnswerMeta } from "../lib/api/openai/common.ts";
+import { jsonText, readJson, type RequestContext } from "./http.ts";
+
+/** One API family as the HTTP adapter sees it. */
+export interface HttpFamily<B> {
+  /** Validates the JSON body (ApiError 400 on bad input). */
+  parse(body: unknown, cfg: Config): B;
+  /** The request as the pipeline takes it. */
+  input(sim: Simulator, body: B): GenerationInput;
+  /** The streamed answer's events, written as SSE. */
+  encoder(meta: AnswerMeta, body: B, admitted: Admitted): OutputEncoder;
+  /** The JSON text of a complete answer. */
+  respond(meta: AnswerMeta, body: B, admitted: Admitted, answer: CompletedAnswer): string;
+}
+
+export const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+};
+
+/** The life of a generation request over HTTP. */
+export async function serveGeneration<B>(
+  req: Request,
+  ctx: RequestContext,
+  family: HttpFamily<B>,
+): Promise<Response> {
+  const { sim } = ctx;
+  rejectEarly(req, ctx);
+  const held = injectFailure(ctx);
+  if (held) return held;
+  const body = family.parse(await readJson(req, ctx), sim.config);
+  const input = family.input(sim, body);
+  const admitted = admit(sim, input, generationFlags(req));
+  const meta: AnswerMeta = { requestId: ctx.requestId, created: Math.floor(Date.now() / 1000) };
+  if (input.params.stream) {
+    const stream = streamAnswer(sim, admitted, family.encoder(meta, body, admitted), {
+      continuousUsage: input.params.continuousUsage,
+      signal: () => req.signal, // a streamed body is cancelled on disconnect anyway
+      arrival: ctx.arrival,
+      onLong: () => ctx.holdConnection(),
+      id: meta.requestId,
+    });
+    return new Response(stream, { headers: SSE_HEADERS });
+  }
+  const answer = await completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival);
+  return jsonText(family.respond(meta, body, admitted, answer));
+}
+
+/** Special request headers that steer generation (api.md). */
+export function generationFlags(req: Request): GenerationFlags {
+  return { forceCacheThreshold: parseBool(req.headers.get("x-cache-threshold-finish-reason")) };
+}
+
+/** Go's strconv.ParseBool truth values (api.md, "Special request headers"). */
+export function parseBool(v: string | null): boolean {
+  return v === "1" || v === "t" || v === "T" || v === "TRUE" || v === "true" || v === "True";
+}
+
+/**
+ * Checks every generation endpoint makes before reading the body: 503 while
+ * sleeping, then `X-Return-Error: <status>` (answer at once with that status;
+ * a value that is not an integer 400–599 → 400). Throws ApiError.
+ */
+export function rejectEarly(req: Request, ctx: RequestContext): void {
+  checkServing(ctx.sim);
+  const raw = req.headers.get("x-return-error");
+  if (raw === null) return;
+  const v = raw.trim();
+  const status = /^\d{3}$/.test(v) ? Number(v) : NaN;
+  if (!(status >= 400 && status <= 599)) {
+    throw new ApiError(
+      400,
+      `Invalid X-Return-Error header ${JSON.stringify(raw)}: must be an HTTP error status 400-599.`,
+    );
+  }
+  throw new ApiError(status, `Simulated error requested by X-Return-Error: ${status}.`);
+}
+
+/**
+ * Failure injection, as the reference simulator does it: on arrival, before
+ * the body is read, with messages naming the served model (--model). Throws
+ * the drawn failure's ApiError; for a `timeout` failure it returns a promise
+ * that never resolves: it rejects when the client leaves or the server-side
+ * bound passes. Returns undefined when the request goes on.
+ */
+export function injectFailure(ctx: RequestContext): Promise<never> | undefined {
+  const { sim } = ctx;
+  const type = injectedFailure(sim);
+  if (type === null) return undefined;
+  if (type === "timeout") return holdOpen(sim, ctx.clientGone());
+  throw failureError(type, sim.config.model);
+}

@@ -1,0 +1,37 @@
+/** POST /v1/chat/completions and POST /v1/completions: OpenAI chat and text completions. */
+import { chatEncoder, chatInput, chatResponse } from "../../lib/api/openai/chat.ts";
+import {
+  completionEncoder,
+  completionInput,
+  completionResponse,
+} from "../../lib/api/openai/completions.ts";
+import {
+  type ChatRequest,
+  type CompletionRequest,
+  parseChatRequest,
+  parseCompletionRequest,
+} from "../../lib/api/openai/protocol.ts";
+import type { RequestContext } from "../http.ts";
+import { type HttpFamily, serveGeneration } from "../generation.ts";
+
+const CHAT: HttpFamily<ChatRequest> = {
+  parse: (body) => parseChatRequest(body),
+  input: (sim, body) => chatInput(body, sim.tokenizer),
+  encoder: (meta, body) => chatEncoder(meta, body),
+  respond: chatResponse,
+};
+
+const COMPLETIONS: HttpFamily<CompletionRequest> = {
+  parse: (body, cfg) => parseCompletionRequest(body, cfg["max-sequences-per-request"]),
+  input: (sim, body) => completionInput(body, sim.tokenizer),
+  encoder: completionEncoder,
+  respond: completionResponse,
+};
+
+export function chatCompletions(req: Request, ctx: RequestContext): Promise<Response> {
+  return serveGeneration(req, ctx, CHAT);
+}
+
+export function completions(req: Request, ctx: RequestContext): Promise<Response> {
+  return serveGeneration(req, ctx, COMPLETIONS);
+}
