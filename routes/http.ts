@@ -2,6 +2,7 @@
  * HTTP plumbing shared by the handlers: JSON and error responses, reading a
  * request body under the size limit, and the per-request context.
  */
+import { anthropicErrorBody } from "../lib/api/anthropic/errors.ts";
 import { ApiError, errorBody } from "../lib/errors.ts";
 import type { Simulator } from "../lib/simulator.ts";
 
@@ -50,8 +51,14 @@ export function jsonText(body: string, status = 200): Response {
   return new Response(body, { status, headers: JSON_HEADERS });
 }
 
-export function errorResponse(e: ApiError): Response {
-  const res = json(errorBody(e), e.status);
+/**
+ * The API family whose conventions a route follows: its error body and the
+ * headers that may carry the API key.
+ */
+export type Family = "openai" | "anthropic";
+
+export function errorResponse(e: ApiError, family: Family = "openai"): Response {
+  const res = json(family === "anthropic" ? anthropicErrorBody(e) : errorBody(e), e.status);
   // The rest of an over-long upload is never wanted: the connection closes
   // (a chunked one is also marked for the reaper, see readJson).
   if (e instanceof BodyTooLarge) res.headers.set("connection", "close");

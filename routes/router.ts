@@ -10,7 +10,7 @@ import type { Config } from "../lib/config.ts";
 import type { Simulator } from "../lib/simulator.ts";
 import { type ConnectionRecord, type ConnectionTable, requestDone } from "../lib/net/reaper.ts";
 import type { DisconnectWatcher, Watch } from "./disconnect.ts";
-import { errorResponse, type Handler, type RequestContext } from "./http.ts";
+import { errorResponse, type Family, type Handler, type RequestContext } from "./http.ts";
 
 /**
  * Who may call a route when --api-key is set: "key" needs the key (every
@@ -26,6 +26,8 @@ export interface Route {
   handler: Handler;
   /** Default "key": a new route is protected unless it says otherwise. */
   access?: Access;
+  /** Default "openai": the error shape, and Bearer as the only key header. */
+  family?: Family;
 }
 
 /**
@@ -125,7 +127,7 @@ export function createRouter(
       if (!route) throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
       res = await route.handler(req, ctx);
     } catch (e) {
-      res = failure(e, req, pathname, sim);
+      res = failure(e, req, pathname, sim, route?.family);
     } finally {
       ctx?.release();
     }
@@ -153,15 +155,21 @@ function parseUrl(href: string): URL {
  * The answer for a handler that threw. Client faults (bad input, a client
  * that left) are logged at debug level: they are not the server's errors.
  */
-function failure(e: unknown, req: Request, pathname: string, sim: Simulator): Response {
-  if (e instanceof ApiError) return errorResponse(e);
+function failure(
+  e: unknown,
+  req: Request,
+  pathname: string,
+  sim: Simulator,
+  family: Family | undefined,
+): Response {
+  if (e instanceof ApiError) return errorResponse(e, family);
   if (req.signal.aborted || (e instanceof DOMException && e.name === "AbortError")) {
     // The client went away; nobody will read this answer.
     sim.log.debug("client disconnected", { path: pathname });
     return new Response(null, { status: 499 });
   }
   sim.log.error("unhandled error", { path: pathname, error: String(e) });
-  return errorResponse(new ApiError(500, "Internal server error"));
+  return errorResponse(new ApiError(500, "Internal server error"), family);
 }
 
 /** One request's context; a class, so that a request allocates few closures. */
@@ -240,7 +248,8 @@ class Context implements RequestContext {
 
 /**
  * --api-key: a protected route (and any path under /v1, known or not, so 401
- * comes before 404, as in vLLM) needs `Authorization: Bearer <key>`. Open
+ * comes before 404, as in vLLM) needs `Authorization: Bearer <key>` (an
+ * Anthropic route also takes `x-api-key: <key>`). Open
  * routes, unknown paths elsewhere and CORS preflights need nothing.
  */
 function checkApiKey(req: Request, pathname: string, route: Route | undefined, cfg: Config): void {
@@ -249,7 +258,10 @@ function checkApiKey(req: Request, pathname: string, route: Route | undefined, c
   const access = route ? route.access ?? "key" : pathname.startsWith("/v1") ? "key" : "open";
   if (access === "open" || (access === "metrics" && !cfg["metrics-require-api-key"])) return;
   const given = req.headers.get("authorization") ?? "";
-  if (!sameText(given, `Bearer ${key}`)) throw new ApiError(401, "Unauthorized");
+  if (sameText(given, `Bearer ${key}`)) return;
+  // The Anthropic SDK sends its key as x-api-key.
+  if (route?.family === "anthropic" && sameText(req.headers.get("x-api-key") ?? "", key)) return;
+  throw new ApiError(401, "Unauthorized");
 }
 
 /** Compares without stopping at the first difference (no timing hint about the key). */

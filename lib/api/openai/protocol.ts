@@ -240,16 +240,14 @@ function toolCall(c: unknown, i: number): ToolCall {
   };
 }
 
-export function parseChatRequest(body: unknown): ChatRequest {
-  if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
-  const common = parseCommon(body, ["max_completion_tokens", "max_tokens"]);
-  const raw = body.messages;
+/** Chat `messages`: a non-empty array of {role, content, tool_calls?, tool_call_id?}. */
+export function parseMessages(raw: unknown): ChatMessage[] {
   if (raw === undefined || raw === null) {
     throw badRequest("'messages' is a required field.", "messages");
   }
   if (!Array.isArray(raw)) throw badRequest("'messages' must be an array.", "messages");
   if (raw.length === 0) throw badRequest("'messages' must not be empty.", "messages");
-  const messages = raw.map((m, i): ChatMessage => {
+  return raw.map((m, i): ChatMessage => {
     if (!isObject(m)) throw badRequest(`messages[${i}] must be an object.`, "messages");
     if (typeof m.role !== "string") {
       throw badRequest(`messages[${i}].role must be a string.`, "messages");
@@ -259,10 +257,15 @@ export function parseChatRequest(body: unknown): ChatRequest {
     if (typeof m.tool_call_id === "string") msg.toolCallId = m.tool_call_id;
     return msg;
   });
-  return { ...common, messages };
 }
 
-function parsePrompts(raw: unknown): Prompt[] {
+export function parseChatRequest(body: unknown): ChatRequest {
+  if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
+  const common = parseCommon(body, ["max_completion_tokens", "max_tokens"]);
+  return { ...common, messages: parseMessages(body.messages) };
+}
+
+export function parsePrompts(raw: unknown): Prompt[] {
   if (raw === undefined || raw === null) {
     throw badRequest("'prompt' is a required field.", "prompt");
   }
