@@ -143,7 +143,8 @@ function coerce(o: ValueOption, raw: unknown, from: string): unknown {
     }
     case "list": {
       const items = Array.isArray(raw) ? raw : [raw];
-      const out = items.map((v) => scalarString(o, v, from));
+      let out = items.map((v) => scalarString(o, v, from));
+      if (o.jsonStrings) out = out.flatMap((v) => jsonStrings(o.name, v, from));
       // failure types are often written comma-separated (pflag string-slice style)
       return o.name === "failure-types"
         ? out.flatMap((s) => s.split(",")).map((s) => s.trim()).filter((s) => s)
@@ -154,6 +155,16 @@ function coerce(o: ValueOption, raw: unknown, from: string): unknown {
     case "json":
       return parseFakeMetrics(raw, from);
   }
+}
+
+/** `["a","b"]` → its strings; any other value stands for itself. */
+function jsonStrings(name: string, v: string, from: string): string[] {
+  if (!v.trimStart().startsWith("[")) return [v];
+  const parsed = parseJson(name, v, from);
+  if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === "string")) {
+    return fail(name, from, `expected a JSON list of strings, got ${v}`);
+  }
+  return parsed;
 }
 
 function parseJson(name: string, v: unknown, from: string): unknown {

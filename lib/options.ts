@@ -137,6 +137,8 @@ interface Meta {
   planned?: boolean;
   /** Shown in --help instead of the literal default (computed defaults). */
   defaultText?: string;
+  /** A list whose values may also be JSON arrays of strings (vLLM's json.loads flags). */
+  jsonStrings?: boolean;
 }
 
 /** One option; `default` carries the value type T into `Config`. */
@@ -174,6 +176,13 @@ const enumOf = <const C extends readonly string[]>(choices: C, d: C[number], m: 
   default: d,
   choices,
   ...meta(m),
+});
+/** vLLM's CORS lists: `--allowed-origins '["https://a"]'` or plain values; default any. */
+const corsList = (help: string): Spec<string[]> => ({
+  type: "list",
+  default: ["*"],
+  help,
+  jsonStrings: true,
 });
 /** Latency options: all updatable at run time. */
 const lat = (help: string, env?: string): Spec<number> =>
@@ -264,6 +273,10 @@ export const OPTIONS = {
         "Authorization: Bearer <key>",
     ),
     "metrics-require-api-key": bool(false, "with --api-key, /metrics needs the key too"),
+    "allowed-origins": corsList("CORS: origins allowed (vLLM's JSON list or names; * = any)"),
+    "allowed-methods": corsList("CORS: methods allowed (* = any)"),
+    "allowed-headers": corsList("CORS: request headers allowed (* = any)"),
+    "allow-credentials": bool(false, "CORS: allow credentials (cookies, authorization)"),
     "data-parallel-size": int(1, { help: "data-parallel ranks; rank i on port+i", min: 1, max: 8 }),
     "data-parallel-rank": optInt({ help: "run one rank of a multi-process DP deployment", min: 0 }),
     omni: later(bool(false, { help: "emit a synthetic image in chat responses", negatable: true })),

@@ -9,6 +9,7 @@ import { ApiError } from "../lib/errors.ts";
 import type { Config } from "../lib/config.ts";
 import type { Simulator } from "../lib/simulator.ts";
 import { type ConnectionRecord, type ConnectionTable, requestDone } from "../lib/net/reaper.ts";
+import { CorsPolicy } from "./cors.ts";
 import type { DisconnectWatcher, Watch } from "./disconnect.ts";
 import { errorResponse, type Family, type Handler, type RequestContext } from "./http.ts";
 
@@ -96,6 +97,7 @@ export function createRouter(
   if (pod.podName) podHeaders.push(["x-inference-pod", pod.podName]);
   if (pod.podName) podHeaders.push(["x-inference-port", String(port)]);
   if (pod.podNamespace) podHeaders.push(["x-inference-namespace", pod.podNamespace]);
+  const cors = new CorsPolicy(sim.config);
 
   return async (req, info): Promise<Response> => {
     const arrival = performance.now();
@@ -105,6 +107,7 @@ export function createRouter(
     let route: Route | undefined;
     let ctx: Context | undefined;
     let res: Response;
+    const origin = req.headers.get("origin");
     try {
       const host = req.headers.get("host");
       if (host !== null && host !== "" && !validHost(host)) {
@@ -121,6 +124,8 @@ export function createRouter(
         byMethod = table.get(pathname);
       }
       route = byMethod?.get(req.method);
+      // A browser's preflight is answered before routing and auth, as vLLM's middleware does.
+      if (CorsPolicy.isPreflight(req, origin)) return cors.preflight(req, origin!);
       ctx = new Context(sim, port, req, href, url, arrival, watcher, info, connections);
       checkApiKey(req, pathname, route, sim.config);
       if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
@@ -132,6 +137,7 @@ export function createRouter(
       ctx?.release();
     }
     for (const [k, v] of podHeaders) res.headers.set(k, v);
+    if (origin !== null) cors.decorate(res, req, origin);
     if (ctx && sim.config["enable-request-id-headers"]) {
       res.headers.set("x-request-id", ctx.requestId);
     }
