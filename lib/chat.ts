@@ -27,7 +27,7 @@ export function renderChat(messages: readonly ChatMessage[]): string {
   let s = "";
   for (const m of messages) {
     s += `<|${m.role}|>\n${m.text}`;
-    if (m.toolCalls) for (const c of m.toolCalls) s += `[${c.name}(${c.arguments})]`;
+    if (m.toolCalls) { for (const c of m.toolCalls) s += `[${c.name}(${c.arguments})]`; }
     s += "\n";
   }
   return s + "<|assistant|>\n";

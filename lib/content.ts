@@ -223,6 +223,32 @@ export class TokenListStream implements TextStream {
   }
 }
 
+/**
+ * Another stream's tokens, cut after `chars` characters (a stop string):
+ * tokens past the cut are empty, so the count of tokens stays the same.
+ */
+export class CutTextStream implements TextStream {
+  #left: number;
+  constructor(private readonly inner: TextStream, chars: number) {
+    this.#left = chars;
+  }
+  next(): string {
+    return this.#clip(this.inner.next());
+  }
+  take(n: number): string {
+    return this.#clip(this.inner.take(n));
+  }
+  #clip(s: string): string {
+    if (s.length <= this.#left) {
+      this.#left -= s.length;
+      return s;
+    }
+    const out = s.slice(0, this.#left);
+    this.#left = 0;
+    return out;
+  }
+}
+
 /** The built-in random-sentence text source. */
 export const builtinTextSource: TextSource = { tokens: randomTokens };
 

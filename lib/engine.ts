@@ -30,6 +30,11 @@ export interface JobSpec {
   finishReasons: FinishReason[];
   /** P/D decode side: prefill is a KV-cache transfer. */
   remotePrefill: boolean;
+  /**
+   * A job with no output that still takes its prefill time (embeddings).
+   * Other zero-step jobs (cache_threshold answers) end at once.
+   */
+  prefillOnly?: boolean;
   /** The request's max_tokens (or equivalent), for the metrics. */
   maxTokensParam: number | null;
   /** Config snapshot taken on arrival: a request never sees a mix. */
@@ -239,8 +244,8 @@ export class Engine {
     if (lora !== null) this.runningLoras.set(lora, (this.runningLoras.get(lora) ?? 0) + 1);
     job.phases.start = now;
     for (const o of this.observers) o.started?.(job);
-    if (job.steps === 0) return this.#finish(job, now);
     const spec = job.spec;
+    if (job.steps === 0 && !spec.prefillOnly) return this.#finish(job, now);
     // Fixed for the job's life, so decided once here, not at every wake-up.
     job.wake = () => this.#advance(job);
     job.noGaps = spec.cfg["inter-token-latency"] === 0 &&
@@ -274,6 +279,8 @@ export class Engine {
         job.sink.onPause?.(job);
         return;
       }
+      // A prefill-only job ends when its prefill does.
+      if (job.steps === 0) return this.#finish(job, now);
       const from = job.step;
       const to = noGaps ? job.steps : from + 1;
       for (let i = 0; i < observers.length; i++) observers[i].tokens?.(job, from, to, now);

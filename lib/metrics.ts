@@ -580,8 +580,11 @@ export class Metrics {
       perToken.observeZeros(gaps.zeros);
     }
     h["vllm:request_prompt_tokens"].observe(spec.promptTokens);
-    h["vllm:request_generation_tokens"].observe(emitted);
-    h["vllm:max_num_generation_tokens"].observe(job.steps);
+    // A prefill-only request (embeddings) generates nothing to count.
+    if (!spec.prefillOnly) {
+      h["vllm:request_generation_tokens"].observe(emitted);
+      h["vllm:max_num_generation_tokens"].observe(job.steps);
+    }
     if (spec.maxTokensParam !== null) {
       h["vllm:request_params_max_tokens"].observe(spec.maxTokensParam);
     }

@@ -129,6 +129,16 @@ export class Rng {
     return Math.floor(this.next() * length);
   }
 
+  /** A copy that draws exactly what this stream will draw next. */
+  clone(): Rng {
+    const c = new Rng(0);
+    c.#a = this.#a;
+    c.#b = this.#b;
+    c.#c = this.#c;
+    c.#d = this.#d;
+    return c;
+  }
+
   /**
    * Derives an independent stream deterministically: consumes four values
    * from this stream and scrambles them into the child's state.

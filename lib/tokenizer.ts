@@ -16,7 +16,7 @@
  * (bounded, see {@link REVERSE_TABLE_CAP}) plus a permanent vocabulary (the
  * built-in sentences register theirs at load, see {@link addVocabulary}).
  * Unknown ids decode to the placeholder ` <id>` (e.g. ` <12345>`), so a decode
- * is never silently lossy.
+ * is never silently lossy; `tryDecode` answers null instead (/detokenize's 400).
  */
 
 export interface Tokenizer {
@@ -24,6 +24,8 @@ export interface Tokenizer {
   tokenize(text: string): string[];
   encode(text: string): number[];
   decode(ids: readonly number[]): string;
+  /** The text of `ids`, or null when any id is not in the reverse table. */
+  tryDecode(ids: readonly number[]): string | null;
   count(text: string): number;
 }
 
@@ -194,11 +196,22 @@ function decodeIds(ids: readonly number[]): string {
   return s;
 }
 
+function tryDecodeIds(ids: readonly number[]): string | null {
+  let s = "";
+  for (let i = 0; i < ids.length; i++) {
+    const t = lookup(ids[i]);
+    if (t === undefined) return null;
+    s += t;
+  }
+  return s;
+}
+
 /** The built-in regex tokenizer (a process-wide singleton). */
 export const regexTokenizer: Tokenizer = {
   name: "regex",
   tokenize: tokenizeText,
   encode: encodeText,
   decode: decodeIds,
+  tryDecode: tryDecodeIds,
   count: countTokens,
 };

@@ -28,10 +28,12 @@ export interface HttpFamily<B> {
   parse(body: unknown, cfg: Config): B;
   /** The request as the pipeline takes it. */
   input(sim: Simulator, body: B): GenerationInput;
-  /** The streamed answer's events, written as SSE. */
-  encoder(meta: AnswerMeta, body: B, admitted: Admitted): OutputEncoder;
+  /** The streamed answer's events, written as SSE (absent: the family never streams). */
+  encoder?(meta: AnswerMeta, body: B, admitted: Admitted): OutputEncoder;
   /** The JSON text of a complete answer. */
   respond(meta: AnswerMeta, body: B, admitted: Admitted, answer: CompletedAnswer): string;
+  /** The special headers it honours (default: all of generationFlags). */
+  flags?(req: Request): GenerationFlags;
 }
 
 export const SSE_HEADERS = {
@@ -51,9 +53,9 @@ export async function serveGeneration<B>(
   if (held) return held;
   const body = family.parse(await readJson(req, ctx), sim.config);
   const input = family.input(sim, body);
-  const admitted = admit(sim, input, generationFlags(req));
+  const admitted = admit(sim, input, (family.flags ?? generationFlags)(req));
   const meta: AnswerMeta = { requestId: ctx.requestId, created: Math.floor(Date.now() / 1000) };
-  if (input.params.stream) {
+  if (input.params.stream && family.encoder) {
     const stream = streamAnswer(sim, admitted, family.encoder(meta, body, admitted), {
       continuousUsage: input.params.continuousUsage,
       signal: () => req.signal, // a streamed body is cancelled on disconnect anyway

@@ -41,6 +41,8 @@ export interface GenerationParams {
   kvTransfer?: KvTransferParams;
   stop?: StopRule;
   responseFormat?: ResponseFormat;
+  /** No output: the request takes its prefill time only (embeddings). */
+  prefillOnly?: boolean;
 }
 
 /** One prompt as the engine sees it. */

@@ -53,6 +53,9 @@ export function admit(
   const cfg = sim.config;
   const { params, prompts } = input;
   const model = sim.models.require(params.model);
+  if (params.stream && params.kvTransfer?.do_remote_decode === true) {
+    throw badRequest("Prefill does not support streaming", "stream");
+  }
   checkSequences(prompts.length * params.n, cfg);
   const plans = prompts.map((p) => planGeneration(sim, params, p, model, flags));
   checkOutputBudget(plans, params.maxTokens, cfg);

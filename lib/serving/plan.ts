@@ -4,6 +4,7 @@
  * the context-window check. Shared by every generation endpoint.
  */
 import {
+  CutTextStream,
   echoTokens,
   RandomTextStream,
   responseLength,
@@ -11,13 +12,17 @@ import {
   TokenListStream,
 } from "../content.ts";
 import type { FinishReason, JobSpec } from "../engine.ts";
-import { contextLengthError } from "../errors.ts";
+import { badRequest, contextLengthError } from "../errors.ts";
+import { jsonValueLimits, randomJsonValue, unsatisfiable } from "../json_value.ts";
+import type { Tokenizer } from "../tokenizer.ts";
 import type { ResolvedModel } from "../models.ts";
 import type {
   GenerationFlags,
   GenerationParams,
   KvTransferParams,
   PromptInput,
+  ResponseFormat,
+  StopRule,
 } from "./params.ts";
 import type { Rng } from "../rng.ts";
 import type { Simulator } from "../simulator.ts";
@@ -59,7 +64,8 @@ export function planGeneration(
   const cfg = sim.config;
   const maxModelLen = cfg["max-model-len"];
   const n = prompt.promptTokens;
-  if (params.maxTokens !== undefined ? n + params.maxTokens > maxModelLen : n >= maxModelLen) {
+  const limit = params.maxTokens ?? (params.prefillOnly ? 0 : 1);
+  if (n + limit > maxModelLen) {
     throw contextLengthError(maxModelLen, n, params.maxTokens);
   }
   const rng = sim.requestRng(params.seed);
@@ -70,7 +76,11 @@ export function planGeneration(
   // Echo choices share one token list; random ones draw their own text.
   const echoed = echo ? echoTokens(sim.tokenizer, prompt.echoText) : null;
   for (let i = 0; i < params.n; i++) {
-    if (flags.forceCacheThreshold) {
+    if (params.prefillOnly) {
+      // Embeddings: no output; the choice ends with its prefill.
+      lengths[i] = 0;
+      finishReasons[i] = "stop";
+    } else if (flags.forceCacheThreshold) {
       lengths[i] = 0;
       finishReasons[i] = "cache_threshold";
     } else if (remoteDecode) {
@@ -91,16 +101,22 @@ export function planGeneration(
       finishReasons[i] = len.finishReason;
     }
   }
-  // Choice 0 reads the request's stream; the others get streams forked from
-  // it, all at once on first use, so the draws do not depend on the order in
-  // which the choices are read.
-  let forks: Rng[] | null = null;
-  const text = (j: number): TextStream => {
-    if (echoed) return new TokenListStream(echoed);
-    if (params.n === 1) return new RandomTextStream(rng);
-    forks ??= Array.from({ length: params.n }, (_, i) => i === 0 ? rng : rng.fork());
-    return new RandomTextStream(forks[j]);
-  };
+  const format = echoed || flags.forceCacheThreshold || remoteDecode
+    ? undefined
+    : params.responseFormat;
+  let text: (j: number) => TextStream;
+  if (params.prefillOnly) text = () => new TokenListStream([]);
+  else if (echoed) {
+    text = () => new TokenListStream(echoed);
+  } else if (format) {
+    text = jsonAnswers(sim, format, rng, params, lengths, finishReasons);
+  } else text = randomAnswers(rng, params.n);
+  let stopReasons: (string | number | null)[] | undefined;
+  if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold && !remoteDecode) {
+    const cut = applyStop(params.stop, sim.tokenizer, text, lengths, finishReasons);
+    text = cut.text;
+    stopReasons = cut.reasons;
+  }
   const spec: JobSpec = {
     lora: model.lora,
     promptTokens: n,
@@ -108,6 +124,7 @@ export function planGeneration(
     lengths,
     finishReasons,
     remotePrefill: params.kvTransfer?.do_remote_prefill === true,
+    prefillOnly: params.prefillOnly,
     maxTokensParam: params.maxTokens ?? null,
     cfg,
     rng,
@@ -132,9 +149,132 @@ export function planGeneration(
     cachedTokens: 0,
     choices: params.n,
     // Echoed text is the client's own; the built-in sentences need no escaping.
-    jsonSafe: echoed === null,
+    jsonSafe: echoed === null && format === undefined && stopReasons === undefined,
     text,
     spec,
+    stopReasons,
     kvTransferOut,
   };
+}
+
+/**
+ * Random built-in text per choice, from streams of its own forked off the
+ * request's at plan time: the text never depends on the latency draws made
+ * while it is sent, and a stop rule can read a choice ahead on a clone and
+ * see exactly what will be sent. A choice's stream is cloned on every call.
+ */
+function randomAnswers(rng: Rng, n: number): (j: number) => TextStream {
+  if (n === 1) {
+    const own = rng.fork();
+    return () => new RandomTextStream(own.clone());
+  }
+  const forks = Array.from({ length: n }, () => rng.fork());
+  return (j) => new RandomTextStream(forks[j].clone());
+}
+
+/**
+ * response_format answers: JSON text that parses (json_object) or validates
+ * against the schema (json_schema), drawn like tool arguments and cut at
+ * max_tokens like any answer (finish_reason length). A schema no value can
+ * satisfy is a 400.
+ */
+function jsonAnswers(
+  sim: Simulator,
+  format: ResponseFormat,
+  rng: Rng,
+  params: GenerationParams,
+  lengths: number[],
+  finishReasons: FinishReason[],
+): (j: number) => TextStream {
+  const schema = format.type === "json_schema" ? format.schema : JSON_OBJECT_SCHEMA;
+  const problem = unsatisfiable(schema);
+  if (problem !== null) {
+    throw badRequest(`Invalid response_format schema: ${problem}`, "response_format");
+  }
+  const limits = jsonValueLimits(sim.config);
+  const answers: string[][] = [];
+  for (let j = 0; j < lengths.length; j++) {
+    const pieces = sim.tokenizer.tokenize(JSON.stringify(randomJsonValue(schema, rng, limits)));
+    const max = params.maxTokens;
+    const cut = max !== undefined && pieces.length > max;
+    answers.push(cut ? pieces.slice(0, max) : pieces);
+    lengths[j] = answers[j].length;
+    finishReasons[j] = cut ? "length" : "stop";
+  }
+  return (j) => new TokenListStream(answers[j]);
+}
+
+/** What json_object answers with: a small object of a known shape. */
+const JSON_OBJECT_SCHEMA = {
+  type: "object",
+  properties: { answer: { type: "string" }, confidence: { type: "number" } },
+  required: ["answer", "confidence"],
+};
+
+/**
+ * `stop` and `stop_token_ids` (vLLM): each choice is read ahead on a copy of
+ * its text; the first stop string that appears ends the answer before it
+ * (or after it, with include_stop_str_in_output), the first stop token ends
+ * it after that token. The tokens up to the match still count, as in vLLM.
+ * The text is not held: only a window as long as the longest stop string.
+ */
+function applyStop(
+  rule: StopRule,
+  tokenizer: Tokenizer,
+  text: (j: number) => TextStream,
+  lengths: number[],
+  finishReasons: FinishReason[],
+): { text: (j: number) => TextStream; reasons: (string | number | null)[] } {
+  const reasons = new Array<string | number | null>(lengths.length).fill(null);
+  const limits = new Array<number>(lengths.length).fill(Infinity);
+  const ids = new Set(rule.tokenIds);
+  let longest = 0;
+  for (const st of rule.strings) longest = Math.max(longest, st.length);
+  for (let j = 0; j < lengths.length; j++) {
+    const ahead = text(j);
+    let window = "";
+    let windowStart = 0; // offset of window[0] in the answer's text
+    for (let k = 0; k < lengths[j]; k++) {
+      const piece = ahead.next();
+      if (ids.size > 0 && tokenizer.encode(piece).some((id) => ids.has(id))) {
+        const id = tokenizer.encode(piece).find((x) => ids.has(x))!;
+        limits[j] = windowStart + window.length + piece.length;
+        reasons[j] = id;
+        lengths[j] = k + 1;
+        finishReasons[j] = "stop";
+        break;
+      }
+      window += piece;
+      const hit = firstStop(rule.strings, window, window.length - piece.length - longest + 1);
+      if (hit) {
+        limits[j] = windowStart + hit.at + (rule.includeStop ? hit.stop.length : 0);
+        reasons[j] = hit.stop;
+        lengths[j] = k + 1;
+        finishReasons[j] = "stop";
+        break;
+      }
+      if (window.length > longest) {
+        windowStart += window.length - longest;
+        window = window.slice(window.length - longest);
+      }
+    }
+  }
+  return {
+    text: (j) => limits[j] === Infinity ? text(j) : new CutTextStream(text(j), limits[j]),
+    reasons,
+  };
+}
+
+/** The earliest stop string in `s` that starts at or after `from`. */
+function firstStop(
+  stops: readonly string[],
+  s: string,
+  from: number,
+): { at: number; stop: string } | null {
+  let best: { at: number; stop: string } | null = null;
+  for (const stop of stops) {
+    const at = s.indexOf(stop, Math.max(0, from));
+    if (at >= 0 && (best === null || at < best.at)) best = { at, stop };
+  }
+  return best;
 }

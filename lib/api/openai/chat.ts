@@ -40,7 +40,9 @@ export function chatResponse(
       `"content":${jsonString(c.text, c.jsonSafe)},"tool_calls":[]},"logprobs":null,` +
       `"finish_reason":"${c.finish}","stop_reason":${stopReasonText(c.stopReason)}}`;
   }
-  return `{"id":${JSON.stringify(chatId(meta))},"object":"chat.completion","created":${meta.created},` +
+  return `{"id":${
+    JSON.stringify(chatId(meta))
+  },"object":"chat.completion","created":${meta.created},` +
     `"model":${JSON.stringify(body.model)},"choices":[${choices}],"usage":${
       usageText(answer.usage)
     },"prompt_logprobs":null,"kv_transfer_params":${

@@ -1,0 +1,137 @@
+/**
+ * OpenAI embeddings (`POST /v1/embeddings`): synthetic vectors from the
+ * input's token ids (the reference's formula, generate-and-embeddings.md).
+ * Each input is one prefill-only request in the engine, as in vLLM.
+ */
+import { badRequest } from "../../errors.ts";
+import type { CompletedAnswer } from "../../serving/output.ts";
+import type { GenerationInput } from "../../serving/pipeline.ts";
+import type { Tokenizer } from "../../tokenizer.ts";
+import { isObject, isTokenId, optString } from "../../validate.ts";
+
+export interface EmbeddingRequest {
+  /** The requested name; "" when absent (the first served name answers). */
+  model: string;
+  inputs: ({ text: string } | { ids: number[] })[];
+  dimensions: number;
+  base64: boolean;
+  /** Each input's token ids, filled when the request is tokenized. */
+  tokenIds: number[][];
+}
+
+const NO_INPUT = "input is required and must be a non-empty string or array";
+
+export function parseEmbeddingRequest(body: unknown, defaultDimensions: number): EmbeddingRequest {
+  if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
+  const model = optString(body, "model") ?? "";
+  const raw = body.input;
+  let inputs: EmbeddingRequest["inputs"];
+  if (typeof raw === "string") inputs = [{ text: raw }];
+  else if (!Array.isArray(raw) || raw.length === 0) throw badRequest(NO_INPUT, "input");
+  else if (typeof raw[0] === "string") {
+    // The first element decides the kind; a mixed array is refused.
+    if (!raw.every((x) => typeof x === "string")) throw badRequest(NO_INPUT, "input");
+    inputs = (raw as string[]).map((text) => ({ text }));
+  } else if (typeof raw[0] === "number") {
+    if (!raw.every((x) => typeof x === "number" && Number.isInteger(x))) {
+      throw badRequest(NO_INPUT, "input");
+    }
+    inputs = [{ ids: (raw as number[]).map(clampId) }];
+  } else if (Array.isArray(raw[0])) {
+    if (
+      !raw.every((a) =>
+        Array.isArray(a) && a.every((x) => typeof x === "number" && Number.isInteger(x))
+      )
+    ) throw badRequest(NO_INPUT, "input");
+    inputs = (raw as number[][]).map((a) => ({ ids: a.map(clampId) }));
+  } else throw badRequest(NO_INPUT, "input");
+  for (const i of inputs) {
+    if ("text" in i && i.text === "") throw badRequest("input cannot be an empty string", "input");
+  }
+  const dims = body.dimensions;
+  let dimensions = defaultDimensions;
+  if (dims !== undefined && dims !== null) {
+    if (typeof dims !== "number" || !Number.isSafeInteger(dims)) {
+      throw badRequest("dimensions must be an integer", "dimensions");
+    }
+    if (dims < 1) throw badRequest("dimensions must be at least 1", "dimensions");
+    dimensions = dims;
+  }
+  return {
+    model,
+    inputs,
+    dimensions,
+    base64: body.encoding_format === "base64",
+    tokenIds: [],
+  };
+}
+
+/** Negative token ids count as 0 (the reference clamps them). */
+function clampId(x: number): number {
+  return x < 0 ? 0 : isTokenId(x) ? x : 0xffffffff;
+}
+
+/** One prefill-only engine request per input. */
+export function embeddingInput(
+  body: EmbeddingRequest,
+  tokenizer: Tokenizer,
+  displayName: string,
+): GenerationInput {
+  body.model ||= displayName;
+  body.tokenIds = body.inputs.map((i) => "ids" in i ? i.ids : tokenizer.encode(i.text));
+  return {
+    params: {
+      model: body.model,
+      stream: false,
+      includeUsage: false,
+      continuousUsage: false,
+      ignoreEos: false,
+      n: 1,
+      prefillOnly: true,
+    },
+    prompts: body.tokenIds.map((ids) => ({ promptTokens: ids.length, echoText: "" })),
+  };
+}
+
+/**
+ * Element i of the vector of tokens t (length n, dimension d): the first n
+ * from the ids mod 1024, the rest cycling through them mod 256, each mapped
+ * onto [-1, 1); all zeros without tokens.
+ */
+export function embeddingVector(ids: readonly number[], d: number): Float32Array {
+  const v = new Float32Array(d);
+  const n = ids.length;
+  if (n === 0) return v;
+  for (let i = 0; i < d; i++) {
+    v[i] = i < n ? (2 * (ids[i] % 1024)) / 1024 - 1 : (2 * (ids[i % n] % 256)) / 256 - 1;
+  }
+  return v;
+}
+
+/** Little-endian float32 bytes, base64 (standard alphabet). */
+function base64Of(v: Float32Array): string {
+  const bytes = new Uint8Array(v.length * 4);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < v.length; i++) view.setFloat32(i * 4, v[i], true);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
+
+export function embeddingResponse(body: EmbeddingRequest, answer: CompletedAnswer): string {
+  return JSON.stringify({
+    object: "list",
+    data: body.tokenIds.map((ids, index) => {
+      const v = embeddingVector(ids, body.dimensions);
+      return {
+        object: "embedding",
+        index,
+        embedding: body.base64 ? base64Of(v) : Array.from(v),
+      };
+    }),
+    model: body.model,
+    usage: { prompt_tokens: answer.usage.prompt, total_tokens: answer.usage.prompt },
+  });
+}

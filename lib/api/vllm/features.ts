@@ -1,0 +1,112 @@
+/**
+ * Multimodal `features` the built-in tokenizer synthesises for chat messages
+ * with image, audio or video parts (tokenizers.md, "Multimodal features"):
+ * deterministic hashes, so a repeated request hits the same KV blocks, and
+ * placeholders spread evenly over the prompt. Byte-for-byte the reference's.
+ */
+import { fnv1a32 } from "../../tokenizer.ts";
+import { isObject } from "../../validate.ts";
+
+export type Modality = "image" | "audio" | "video";
+
+/** One media part of a chat request, in message and part order. */
+export interface MediaItem {
+  modality: Modality;
+  /** The url, or the audio's data: what the hash is taken of. */
+  source: string;
+}
+
+export interface Placeholder {
+  offset: number;
+  length: number;
+}
+
+export interface MultimodalFeatures {
+  mm_hashes: Partial<Record<Modality, string[]>>;
+  mm_placeholders: Partial<Record<Modality, Placeholder[]>>;
+  kwargs_data: Partial<Record<Modality, string[]>>;
+}
+
+/** The hash prefix of each modality. */
+const PREFIX: Record<Modality, string> = { image: "img", audio: "audio", video: "video" };
+
+/**
+ * The reference marshals Go maps, whose keys come out sorted: this order
+ * keeps the bytes equal.
+ */
+const KEY_ORDER: readonly Modality[] = ["audio", "image", "video"];
+
+/** A part's nested string field, or "" when absent or not a string. */
+function nested(part: Record<string, unknown>, key: string, field: string): string {
+  const o = part[key];
+  if (!isObject(o)) return "";
+  const v = o[field];
+  return typeof v === "string" ? v : "";
+}
+
+/**
+ * The media parts of raw chat messages: `image_url` with a non-empty `url`,
+ * `input_audio` with non-empty `data`, `video_url` with a non-empty `url`.
+ * Anything else (text, empty sources, malformed entries) is skipped: the
+ * messages have been validated already.
+ */
+export function mediaItems(messages: readonly unknown[]): MediaItem[] {
+  const items: MediaItem[] = [];
+  for (const m of messages) {
+    if (!isObject(m) || !Array.isArray(m.content)) continue;
+    for (const part of m.content) {
+      if (!isObject(part)) continue;
+      let item: MediaItem | null = null;
+      if (part.type === "image_url") {
+        item = { modality: "image", source: nested(part, "image_url", "url") };
+      } else if (part.type === "input_audio") {
+        item = { modality: "audio", source: nested(part, "input_audio", "data") };
+      } else if (part.type === "video_url") {
+        item = { modality: "video", source: nested(part, "video_url", "url") };
+      }
+      if (item && item.source !== "") items.push(item);
+    }
+  }
+  return items;
+}
+
+/**
+ * The `features` of a prompt of `totalTokens` tokens with these media items,
+ * or undefined when there are none.
+ */
+export function synthesizeFeatures(
+  items: readonly MediaItem[],
+  totalTokens: number,
+): MultimodalFeatures | undefined {
+  if (items.length === 0) return undefined;
+  const span = Math.max(Math.floor(totalTokens / items.length), 1);
+  const hashes: Partial<Record<Modality, string[]>> = {};
+  const placeholders: Partial<Record<Modality, Placeholder[]>> = {};
+  const kwargs: Partial<Record<Modality, string[]>> = {};
+  const seen: Record<Modality, number> = { image: 0, audio: 0, video: 0 };
+  items.forEach((it, i) => {
+    const index = seen[it.modality]++;
+    const hash = `sim_${PREFIX[it.modality]}_${index}_${fnv1a32(it.source).toString(16)}`;
+    let offset = i * span;
+    if (offset >= totalTokens) offset = totalTokens - 1;
+    if (offset < 0) offset = 0;
+    let length = span;
+    if (offset + length > totalTokens) length = totalTokens - offset;
+    if (length < 1) length = 1;
+    (hashes[it.modality] ??= []).push(hash);
+    (placeholders[it.modality] ??= []).push({ offset, length });
+    // The hash is ASCII, so btoa sees the same bytes Go's base64 does.
+    (kwargs[it.modality] ??= []).push(btoa(hash));
+  });
+  return {
+    mm_hashes: ordered(hashes),
+    mm_placeholders: ordered(placeholders),
+    kwargs_data: ordered(kwargs),
+  };
+}
+
+function ordered<T>(byModality: Partial<Record<Modality, T>>): Partial<Record<Modality, T>> {
+  const out: Partial<Record<Modality, T>> = {};
+  for (const k of KEY_ORDER) if (byModality[k] !== undefined) out[k] = byModality[k];
+  return out;
+}

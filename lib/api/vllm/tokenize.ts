@@ -1,0 +1,114 @@
+/**
+ * vLLM's tokenizer endpoints (tokenizers.md): `POST /tokenize` (text or chat
+ * messages → token ids) and `POST /detokenize` (token ids → text). Neither
+ * runs through the engine.
+ */
+import { type ChatMessage, renderChat } from "../../chat.ts";
+import { echoTokens } from "../../content.ts";
+import { ApiError, badRequest } from "../../errors.ts";
+import type { Tokenizer } from "../../tokenizer.ts";
+import { isTokenId, optBool, optString, requireObject } from "../../validate.ts";
+import { parseMessages } from "../openai/protocol.ts";
+
+export interface TokenizeRequest {
+  /** The text to split: the prompt, or the chat rendering of the messages. */
+  text: string;
+  returnTokenStrs: boolean;
+}
+
+/** The reference's words for a body it cannot read into its request type. */
+const UNPARSABLE = "Failed to read and parse tokenize request body, ";
+
+/** A body that is not JSON (readJson's 400) in /tokenize's words. */
+export function unparsableTokenizeBody(e: ApiError): ApiError {
+  return e.status === 400 ? new ApiError(400, UNPARSABLE + e.message, e.param) : e;
+}
+
+/**
+ * Validates a /tokenize body. A field of the wrong shape is a body that does
+ * not parse (as it is for the reference's typed decoder); `model` is not
+ * checked against the served names; `add_special_tokens` only matters for a
+ * Hugging Face tokenizer.
+ */
+export function parseTokenizeRequest(body: unknown): TokenizeRequest {
+  let prompt: string | undefined;
+  let messages: ChatMessage[] | null = null;
+  let returnTokenStrs: boolean;
+  try {
+    const o = requireObject(body);
+    optString(o, "model");
+    optBool(o, "add_special_tokens");
+    returnTokenStrs = optBool(o, "return_token_strs") ?? false;
+    prompt = optString(o, "prompt");
+    const raw = o.messages;
+    if (raw !== undefined && raw !== null) {
+      // An empty list is "messages given" but renders to nothing.
+      messages = Array.isArray(raw) && raw.length === 0 ? [] : parseMessages(raw);
+    }
+  } catch (e) {
+    throw e instanceof ApiError ? unparsableTokenizeBody(e) : e;
+  }
+  // As the reference: an empty prompt counts as not given.
+  if (prompt && messages !== null) {
+    throw badRequest("both prompt and messages fields in tokenize request");
+  }
+  let text = "";
+  if (prompt) text = prompt;
+  else if (messages !== null && messages.length > 0) text = renderChat(messages);
+  return { text, returnTokenStrs };
+}
+
+/** The /tokenize answer: `{"max_model_len","count","tokens","token_strs"}`. */
+export function tokenizeAnswer(
+  tokenizer: Tokenizer,
+  maxModelLen: number,
+  req: TokenizeRequest,
+): string {
+  let tokens: number[];
+  let strs: string[] | null = null;
+  try {
+    tokens = tokenizer.encode(req.text);
+    // Token strings are output pieces: they concatenate to the text.
+    if (req.returnTokenStrs) strs = echoTokens(tokenizer, req.text);
+  } catch (e) {
+    throw new ApiError(500, `Failed to tokenize, ${(e as Error)?.message ?? e}`);
+  }
+  return JSON.stringify({
+    max_model_len: maxModelLen,
+    count: tokens.length,
+    tokens,
+    token_strs: strs,
+  });
+}
+
+export interface DetokenizeRequest {
+  /** The model named, when one was (checked by the caller). */
+  model?: string;
+  tokens: number[];
+}
+
+/** Validates a /detokenize body: `tokens`, an array of token ids, is required. */
+export function parseDetokenizeRequest(body: unknown): DetokenizeRequest {
+  const o = requireObject(body);
+  // An empty name means "the served model", as vLLM takes it.
+  const model = optString(o, "model") || undefined;
+  const tokens = o.tokens;
+  if (tokens === undefined || tokens === null) {
+    throw badRequest("'tokens' is a required field.", "tokens");
+  }
+  if (!Array.isArray(tokens) || !tokens.every(isTokenId)) {
+    throw badRequest("'tokens' must be an array of non-negative integer token ids.", "tokens");
+  }
+  return { model, tokens: tokens as number[] };
+}
+
+/** The /detokenize answer `{"prompt": text}`; an id the tokenizer cannot decode is a 400. */
+export function detokenizeAnswer(tokenizer: Tokenizer, tokens: readonly number[]): string {
+  const text = tokenizer.tryDecode(tokens);
+  if (text === null) {
+    // Only on failure: find which id to name.
+    const bad = tokens.find((id) => tokenizer.tryDecode([id]) === null);
+    throw badRequest(`Token id ${bad} is out of vocabulary.`, "tokens");
+  }
+  return JSON.stringify({ prompt: text });
+}
