@@ -277,6 +277,11 @@ export const OPTIONS = {
     "allowed-methods": corsList("CORS: methods allowed (* = any)"),
     "allowed-headers": corsList("CORS: request headers allowed (* = any)"),
     "allow-credentials": bool(false, "CORS: allow credentials (cookies, authorization)"),
+    "use-vllm-responses-format": bool(
+      false,
+      "/v1/responses: vLLM's bytes (item ids, indexes, sequence numbers, full usage) " +
+        "instead of the reference's",
+    ),
     "data-parallel-size": int(1, { help: "data-parallel ranks; rank i on port+i", min: 1, max: 8 }),
     "data-parallel-rank": optInt({ help: "run one rank of a multi-process DP deployment", min: 0 }),
     omni: later(bool(false, { help: "emit a synthetic image in chat responses", negatable: true })),

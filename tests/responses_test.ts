@@ -1,5 +1,7 @@
 /** POST /v1/responses through the official openai SDK, raw requests and the exact SSE bytes. */
 import assert from "node:assert/strict";
+import { createOpenAI } from "@ai-sdk/openai";
+import { generateText, streamText } from "ai";
 import type OpenAI from "openai";
 import { responsesEncoder } from "../lib/api/openai/responses.ts";
 import type { ResponsesRequest } from "../lib/api/openai/responses_protocol.ts";
@@ -425,4 +427,301 @@ Deno.test("responses: a choice without tokens still closes its item and complete
     content: [{ type: "output_text" }],
   }]);
   assert.deepEqual(last.response.usage, { input_tokens: 4, total_tokens: 4 });
+});
+
+// --use-vllm-responses-format: vLLM's bytes, which clients built against
+// OpenAI's wire format (the SDK's stream helper, the Vercel AI SDK) need.
+
+const VLLM = "--use-vllm-responses-format";
+
+Deno.test("responses (vLLM format): the SDK's stream helper and finalResponse()", async () => {
+  await using s = await startSim(["--seed", "11", VLLM]);
+  const stream = s.client.responses.stream(
+    {
+      model: "test-model",
+      input: "Tell me something",
+      max_output_tokens: 6,
+      ignore_eos: true,
+    } as Parameters<OpenAI["responses"]["stream"]>[0],
+  );
+  const deltas: string[] = [];
+  stream.on(
+    "response.output_text.delta",
+    (e: OpenAI.Responses.ResponseTextDeltaEvent) => deltas.push(e.delta),
+  );
+  const final = await stream.finalResponse();
+  const text = deltas.join("");
+  assert.equal(deltas.length, 6);
+  assert.ok(text.length > 0);
+  assert.equal(final.output_text, text);
+  const item = final.output[0] as OpenAI.Responses.ResponseOutputMessage;
+  assert.equal(item.id, `msg_${final.id.slice("resp_".length)}`);
+  const part = item.content[0] as OpenAI.Responses.ResponseOutputText;
+  assert.equal(item.content.length, 1);
+  assert.equal(part.type, "output_text");
+  assert.equal(part.text, text);
+  assert.deepEqual(part.annotations, []);
+  assert.equal(final.status, "incomplete", "it stopped at max_output_tokens, as vLLM says");
+  assert.deepEqual(final.incomplete_details, { reason: "max_output_tokens" });
+  assert.equal(final.usage?.output_tokens, 6);
+  assert.equal(final.usage?.total_tokens, final.usage!.input_tokens + 6);
+  assert.equal(final.usage?.input_tokens_details.cached_tokens, 0);
+  assert.equal(final.usage?.output_tokens_details.reasoning_tokens, 0);
+});
+
+Deno.test("responses (vLLM format): events are numbered and indexed", async () => {
+  await using s = await startSim(["--seed", "3", VLLM]);
+  const stream = await s.client.responses.create({
+    model: "test-model",
+    input: "hi",
+    max_output_tokens: 4,
+    ignore_eos: true,
+    stream: true,
+  } as OpenAI.Responses.ResponseCreateParamsStreaming);
+  const events: Event[] = [];
+  for await (const e of stream) events.push(e);
+  assert.deepEqual(events.map((e) => e.type), textTurn(4));
+  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+  for (const e of events.slice(2, -1)) {
+    assert.equal((e as { output_index?: number }).output_index, 0, e.type);
+  }
+  const created = events[0] as OpenAI.Responses.ResponseCreatedEvent;
+  assert.deepEqual(created.response.output, []);
+  assert.equal(created.response.usage, null);
+  assert.equal(created.response.status, "in_progress");
+});
+
+Deno.test("responses (vLLM format): the Vercel AI SDK's generateText", async () => {
+  await using s = await startSim(["--seed", "5", VLLM]);
+  const openai = createOpenAI({ baseURL: s.url + "/v1", apiKey: "x" });
+  const r = await generateText({ model: openai("test-model"), prompt: "hi" });
+  assert.ok(r.text.length > 0);
+  assert.ok((r.usage.inputTokens ?? 0) > 0);
+  assert.ok((r.usage.outputTokens ?? 0) > 0);
+  assert.equal(r.usage.totalTokens, r.usage.inputTokens! + r.usage.outputTokens!);
+  // The same answer as a fresh server with the same seed gives the openai SDK.
+  await using t = await startSim(["--seed", "5", VLLM]);
+  const direct = await t.client.responses.create({ model: "test-model", input: "hi" });
+  assert.equal(r.text, direct.output_text);
+  assert.equal(r.usage.inputTokens, direct.usage?.input_tokens);
+  assert.equal(r.usage.outputTokens, direct.usage?.output_tokens);
+});
+
+Deno.test("responses (vLLM format): the Vercel AI SDK's streamText", async () => {
+  await using s = await startSim(["--seed", "9", VLLM]);
+  const openai = createOpenAI({ baseURL: s.url + "/v1", apiKey: "x" });
+  const result = streamText({ model: openai("test-model"), prompt: "hi", maxOutputTokens: 7 });
+  let text = "";
+  for await (const piece of result.textStream) text += piece;
+  assert.ok(text.length > 0);
+  assert.equal(await result.text, text);
+  const usage = await result.usage;
+  assert.ok((usage.inputTokens ?? 0) > 0);
+  assert.ok((usage.outputTokens ?? 0) > 0 && usage.outputTokens! <= 7);
+  assert.equal(usage.totalTokens, usage.inputTokens! + usage.outputTokens!);
+  await using t = await startSim(["--seed", "9", VLLM]);
+  const direct = await t.client.responses.create({
+    model: "test-model",
+    input: "hi",
+    max_output_tokens: 7,
+  });
+  assert.equal(text, direct.output_text);
+  assert.equal(usage.outputTokens, direct.usage?.output_tokens);
+});
+
+Deno.test("responses (vLLM format): request fields echoed in the response object", async () => {
+  await using s = await startSim([VLLM, "--max-model-len", "100"]);
+  const res = await s.post("/v1/responses", {
+    model: "test-model",
+    input: "hi",
+    temperature: 0.5,
+    top_p: 0.9,
+    metadata: { k: "v" },
+    user: "u1",
+    tools: [{ type: "function", name: "f", description: "d", parameters: { type: "object" } }],
+    tool_choice: "none",
+    text: { format: { type: "text" } },
+    include: ["message.output_text.logprobs"],
+    top_logprobs: 2,
+  });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.temperature, 0.5);
+  assert.equal(body.top_p, 0.9);
+  assert.deepEqual(body.metadata, { k: "v" });
+  assert.equal(body.user, "u1");
+  assert.equal(body.tool_choice, "none");
+  assert.deepEqual(body.tools, [{
+    name: "f",
+    parameters: { type: "object" },
+    strict: null,
+    type: "function",
+    description: "d",
+  }]);
+  assert.deepEqual(body.text, { format: { type: "text" }, verbosity: null });
+  assert.equal(body.top_logprobs, 2);
+  assert.equal(body.instructions, null);
+  // No max_output_tokens: what the context window leaves after the prompt.
+  assert.equal(body.max_output_tokens, 100 - body.usage.input_tokens);
+});
+
+Deno.test("responses (vLLM format): an answer without text opens no item", () => {
+  const body = {
+    instructions: "",
+    baseModel: "m",
+    tools: [],
+    logprobs: null,
+  } as unknown as ResponsesRequest;
+  body.vllm = {
+    maxModelLen: 64,
+    temperature: undefined,
+    topP: undefined,
+    metadata: undefined,
+    parallelToolCalls: undefined,
+    maxToolCalls: undefined,
+    previousResponseId: undefined,
+    reasoning: undefined,
+    serviceTier: undefined,
+    text: undefined,
+    truncation: undefined,
+    user: undefined,
+  };
+  const admitted = {
+    model: { name: "m", lora: null },
+    plans: [{ jsonSafe: true, promptTokens: 4 }],
+  } as unknown as Admitted;
+  const enc = responsesEncoder({ requestId: "z", created: 5 }, body, admitted);
+  const wire = enc.start() + enc.token(0, "", 0, "stop", null) +
+    enc.choiceEnd(0, "stop", 1) + enc.end({ prompt: 4, completion: 1, cached: 2 });
+  const events = wire.split("\n\n").filter((f) => f !== "").map((f) =>
+    JSON.parse(f.split("\n")[1].slice("data: ".length))
+  );
+  assert.deepEqual(events.map((e) => [e.type, e.sequence_number]), [
+    ["response.created", 0],
+    ["response.in_progress", 1],
+    ["response.completed", 2],
+  ]);
+  const last = events[2].response;
+  assert.equal(last.status, "completed");
+  assert.deepEqual(last.output, [{
+    id: "msg_z",
+    content: [],
+    role: "assistant",
+    status: "completed",
+    type: "message",
+    phase: null,
+  }]);
+  assert.deepEqual(last.usage, {
+    input_tokens: 4,
+    input_tokens_details: {
+      cached_tokens: 2,
+      input_tokens_per_turn: [],
+      cached_tokens_per_turn: [],
+    },
+    output_tokens: 1,
+    output_tokens_details: {
+      reasoning_tokens: 0,
+      tool_output_tokens: 0,
+      output_tokens_per_turn: [],
+      tool_output_tokens_per_turn: [],
+    },
+    total_tokens: 5,
+  });
+});
+
+/** vLLM's response object for GOLDEN_REQUEST, around its status, output and usage. */
+function vllmResponse(details: string, output: string, status: string, usage: string): string {
+  return `{"id":"resp_fixed","created_at":0,"incomplete_details":${details},` +
+    `"instructions":"Be brief.","metadata":null,"model":"test-model","object":"response",` +
+    `"output":${output},"parallel_tool_calls":true,"temperature":1.0,"tool_choice":"auto",` +
+    `"tools":[],"top_p":1.0,"background":false,"max_output_tokens":3,"max_tool_calls":null,` +
+    `"previous_response_id":null,"prompt":null,"reasoning":null,"service_tier":"auto",` +
+    `"status":"${status}","text":null,"top_logprobs":null,"truncation":"disabled",` +
+    `"usage":${usage},"user":null,"input_messages":null,"output_messages":null}`;
+}
+
+const VLLM_USAGE = `{"input_tokens":12,"input_tokens_details":{"cached_tokens":0,` +
+  `"input_tokens_per_turn":[],"cached_tokens_per_turn":[]},"output_tokens":3,` +
+  `"output_tokens_details":{"reasoning_tokens":0,"tool_output_tokens":0,` +
+  `"output_tokens_per_turn":[],"tool_output_tokens_per_turn":[]},"total_tokens":15}`;
+const VLLM_PART = `{"annotations":[],"text":"He painted the","type":"output_text","logprobs":null}`;
+const VLLM_OUTPUT = `[{"id":"msg_fixed","content":[${VLLM_PART}],"role":"assistant",` +
+  `"status":"completed","type":"message","phase":null}]`;
+const VLLM_INCOMPLETE = `{"reason":"max_output_tokens"}`;
+
+Deno.test("responses (vLLM format): golden SSE bytes", async () => {
+  await using s = await startSim(["--seed", "7", VLLM]);
+  const res = await s.post("/v1/responses", { ...GOLDEN_REQUEST, stream: true }, {
+    "X-Request-Id": "fixed",
+  });
+  assert.equal(res.status, 200);
+  const event = (type: string, data: string) => `event: ${type}\ndata: ${data}\n\n`;
+  const started = vllmResponse("null", "[]", "in_progress", "null");
+  const at = `"item_id":"fixed","output_index":0`;
+  const expected = [
+    event(
+      "response.created",
+      `{"response":${started},"sequence_number":0,"type":"response.created"}`,
+    ),
+    event(
+      "response.in_progress",
+      `{"response":${started},"sequence_number":1,"type":"response.in_progress"}`,
+    ),
+    event(
+      "response.output_item.added",
+      `{"item":{"id":"fixed","content":[],"role":"assistant","status":"in_progress",` +
+        `"type":"message","phase":null},"output_index":0,"sequence_number":2,` +
+        `"type":"response.output_item.added"}`,
+    ),
+    event(
+      "response.content_part.added",
+      `{"content_index":0,${at},"part":{"annotations":[],"text":"","type":"output_text",` +
+        `"logprobs":[]},"sequence_number":3,"type":"response.content_part.added"}`,
+    ),
+    ...["He", " painted", " the"].map((delta, i) =>
+      event(
+        "response.output_text.delta",
+        `{"content_index":0,"delta":"${delta}","item_id":"fixed","logprobs":[],` +
+          `"output_index":0,"sequence_number":${4 + i},"type":"response.output_text.delta"}`,
+      )
+    ),
+    event(
+      "response.output_text.done",
+      `{"content_index":0,"item_id":"fixed","logprobs":[],"output_index":0,` +
+        `"sequence_number":7,"text":"He painted the","type":"response.output_text.done"}`,
+    ),
+    event(
+      "response.content_part.done",
+      `{"content_index":0,${at},"part":${VLLM_PART},"sequence_number":8,` +
+        `"type":"response.content_part.done"}`,
+    ),
+    event(
+      "response.output_item.done",
+      `{"item":{"id":"fixed","content":[${VLLM_PART}],"role":"assistant",` +
+        `"status":"completed","type":"message","phase":null,"summary":[]},"output_index":0,` +
+        `"sequence_number":9,"type":"response.output_item.done"}`,
+    ),
+    event(
+      "response.completed",
+      `{"response":${
+        vllmResponse(VLLM_INCOMPLETE, VLLM_OUTPUT, "incomplete", VLLM_USAGE)
+      },"sequence_number":10,"type":"response.completed"}`,
+    ),
+  ].join("");
+  const text = await res.text();
+  const stamps = text.match(CREATED_AT) ?? [];
+  assert.equal(stamps.length, 3);
+  assert.equal(new Set(stamps).size, 1, "one created_at for the whole stream");
+  assert.equal(text.replace(CREATED_AT, `"created_at":0`), expected);
+});
+
+Deno.test("responses (vLLM format): golden non-streaming body", async () => {
+  await using s = await startSim(["--seed", "7", VLLM]);
+  const res = await s.post("/v1/responses", GOLDEN_REQUEST, { "X-Request-Id": "fixed" });
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  assert.equal(
+    text.replace(CREATED_AT, `"created_at":0`),
+    vllmResponse(VLLM_INCOMPLETE, VLLM_OUTPUT, "incomplete", VLLM_USAGE),
+  );
 });

@@ -4,7 +4,8 @@
  * named SSE events (`event: <type>\ndata: <json>\n\n`, no [DONE]). Key order
  * and left-out keys follow the reference's JSON (Go omitempty): an empty
  * text, zero usage counts, `output_index`/`content_index` (always 0) are
- * not written. tests/responses_test.ts pins the bytes.
+ * not written. tests/responses_test.ts pins the bytes. With
+ * --use-vllm-responses-format, responses_vllm.ts writes vLLM's bytes instead.
  */
 import type { ChatMessage } from "../../chat.ts";
 import { renderChat } from "../../chat.ts";
@@ -14,6 +15,7 @@ import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import type { AnswerMeta } from "./common.ts";
 import type { ResponsesItem, ResponsesPart, ResponsesRequest } from "./responses_protocol.ts";
+import { vllmResponsesEncoder, vllmResponsesResponse } from "./responses_vllm.ts";
 
 /**
  * A message's content as the chat template renders it (tokenizers.md):
@@ -129,6 +131,7 @@ export function responsesResponse(
   admitted: Admitted,
   answer: CompletedAnswer,
 ): string {
+  if (body.vllm) return vllmResponsesResponse(meta, body, admitted, answer, body.vllm);
   const { head, instructions } = responseParts(meta, body, admitted);
   const c = answer.choices[0];
   const item = messageItem("", "completed", partText(c.text, c.jsonSafe));
@@ -152,6 +155,7 @@ export function responsesEncoder(
   body: ResponsesRequest,
   admitted: Admitted,
 ): OutputEncoder {
+  if (body.vllm) return vllmResponsesEncoder(meta, body, admitted, body.vllm);
   const { head, instructions } = responseParts(meta, body, admitted);
   const safe = admitted.plans[0].jsonSafe;
   const itemId = JSON.stringify(`msg_${meta.requestId}`);

@@ -12,6 +12,7 @@ import {
   type Json,
   type JsonObject,
   optInt,
+  optNumber,
   optObject,
   optString,
 } from "../../validate.ts";
@@ -54,6 +55,48 @@ export interface ResponsesRequest extends GenerationParams {
   logprobs: number | null;
   /** The displayed name of a base-model request: the first served name. */
   baseModel: string;
+  /** Set with --use-vllm-responses-format: the answer is written in vLLM's shape. */
+  vllm: VllmEcho | null;
+}
+
+/**
+ * What vLLM's response object repeats of the request besides `instructions`,
+ * `max_output_tokens` and `top_logprobs` (read from the fields above), each
+ * as sent, absent or null when it was not (the writer puts in vLLM's default).
+ */
+export interface VllmEcho {
+  /** The context window: vLLM's `max_output_tokens` is capped at what the prompt leaves. */
+  maxModelLen: number;
+  temperature: number | undefined;
+  topP: number | undefined;
+  metadata: Json | undefined;
+  parallelToolCalls: Json | undefined;
+  maxToolCalls: Json | undefined;
+  previousResponseId: Json | undefined;
+  reasoning: Json | undefined;
+  serviceTier: Json | undefined;
+  /** `text.format` and `text.verbosity`; undefined when the request has no `text`. */
+  text: { format: Json | undefined; verbosity: Json | undefined } | undefined;
+  truncation: Json | undefined;
+  user: Json | undefined;
+}
+
+function vllmEcho(o: JsonObject, cfg: Config): VllmEcho {
+  const text = optObject(o, "text");
+  return {
+    maxModelLen: cfg["max-model-len"],
+    temperature: optNumber(o, "temperature"),
+    topP: optNumber(o, "top_p"),
+    metadata: o.metadata,
+    parallelToolCalls: o.parallel_tool_calls,
+    maxToolCalls: o.max_tool_calls,
+    previousResponseId: o.previous_response_id,
+    reasoning: o.reasoning,
+    serviceTier: o.service_tier,
+    text: text && { format: text.format, verbosity: text.verbosity },
+    truncation: o.truncation,
+    user: o.user,
+  };
 }
 
 const PREFIX = "Failed to read and parse request body, ";
@@ -234,5 +277,6 @@ export function parseResponsesRequest(body: unknown, cfg: Config): ResponsesRequ
     toolChoice: body.tool_choice ?? undefined,
     logprobs: parseLogprobs(body),
     baseModel: cfg["served-model-name"][0] ?? cfg.model,
+    vllm: cfg["use-vllm-responses-format"] ? vllmEcho(body, cfg) : null,
   };
 }
