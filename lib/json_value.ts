@@ -5,9 +5,11 @@
  *
  * Honoured: type (also as a list), enum, const, properties, required,
  * additionalProperties, items (also as a tuple), additionalItems, minItems,
- * maxItems, uniqueItems, minimum, maximum, exclusiveMinimum, exclusiveMaximum
- * (numeric and draft 4's boolean form), minLength, maxLength, min/maxProperties,
- * allOf, anyOf, oneOf and not. `pattern` and `format` are not generated for.
+ * maxItems, minimum, maximum, exclusiveMinimum, exclusiveMaximum (numeric and
+ * draft 4's boolean form), minLength, maxLength, min/maxProperties, allOf and
+ * anyOf. Best effort (a bounded number of redraws): oneOf whose branches
+ * overlap, not, uniqueItems. `pattern` and `format` are not generated for.
+ * $ref is not resolved (such a schema is treated as untyped).
  */
 import type { Config } from "./config.ts";
 import type { Rng } from "./rng.ts";
@@ -66,12 +68,12 @@ const MAX_REDRAWS = 16;
 /** Values built per call before optional parts are left out (nested arrays grow exponentially). */
 const SOFT_BUDGET = 10_000;
 /** Values built per call before everything left becomes null. */
-const HARD_BUDGET = 100_000;
+const HARD_BUDGET = 50_000;
 /**
  * Checks one unsatisfiable() call, or one generation's branch choices, may make:
  * nested combinators can branch exponentially. Past it a schema counts as satisfiable.
  */
-const MAX_CHECKS = 20_000;
+const MAX_CHECKS = 50_000;
 /** Larger minItems / minLength are reported by unsatisfiable() rather than built. */
 const MAX_MIN_ITEMS = 10_000;
 const MAX_MIN_LENGTH = 100_000;
@@ -241,17 +243,19 @@ function problem(raw: unknown, depth: number, work: Work): string | null {
 function ownProblem(s: Schema, depth: number, work: Work): string | null {
   if (depth > MAX_DEPTH) return null;
   if (hasCombinator(s)) return combinatorProblem(s, depth, work);
-  // A client's (which generation ignores, as the reference does) or one merged to nothing.
-  if (Array.isArray(s.enum) && s.enum.length === 0) return "enum is empty";
+  // A client's (generation ignores it, as the reference does) or merged branches' that share no value.
+  if (Array.isArray(s.enum) && s.enum.length === 0) {
+    return "no value satisfies every enum and const";
+  }
   if ("const" in s) {
-    return matches(s.const, without(s, "const"), depth)
+    return matches(s.const, without(s, "const"), depth, work)
       ? null
       : "const does not satisfy the rest of its schema";
   }
   const choices = enumList(s);
   if (choices !== null) {
     const rest = without(s, "enum");
-    return choices.some((v) => matches(v, rest, depth))
+    return choices.some((v) => matches(v, rest, depth, work))
       ? null
       : "no enum value satisfies the rest of its schema";
   }
@@ -394,7 +398,7 @@ const closed = (s: Schema): boolean =>
 
 /** A problem inside a sub-schema: properties, items, or the children of a branch. */
 function childProblem(s: Schema, depth: number, work: Work): string | null {
-  if (depth > MAX_DEPTH) return null;
+  if (depth > MAX_DEPTH || ++work.checks > MAX_CHECKS) return null;
   for (const sub of subSchemas(s)) {
     const p = problem(sub, depth + 1, work);
     if (p !== null) return p;
@@ -458,7 +462,7 @@ function combinatorProblem(s: Schema, depth: number, work: Work): string | null 
   for (const any of branchList(s.anyOf) ?? [{}]) {
     for (const one of branchList(s.oneOf) ?? [{}]) {
       const merged = mergeSub(mergeSub(base, asSchema(any)), asSchema(one));
-      const p = problem(merged, depth + 1, work);
+      const p = mergedProblem(merged, depth + 1, work);
       if (p === null) return null;
       first ??= p;
     }
@@ -471,9 +475,28 @@ function viableBranches(base: Schema, list: unknown, depth: number, work: Work):
   const all = branchList(list)?.map(asSchema);
   if (all === undefined) return null;
   const usable = all.filter((b): b is Schema => b !== false);
-  const viable = usable.filter((b) => problem(merge(base, b), depth + 1, work) === null);
+  const viable = usable.filter((b) => mergedProblem(merge(base, b), depth + 1, work) === null);
   if (viable.length > 0) return viable;
   return usable.length > 0 ? usable : [{}];
+}
+
+/**
+ * A merged schema's own problem, or one in what a value must contain. Merging
+ * can also contradict optional parts; generation leaves those out, and the
+ * client's own sub-schemas are judged by childProblem.
+ */
+function mergedProblem(s: Schema | false, depth: number, work: Work): string | null {
+  if (s === false) return "schema false admits no value";
+  if (depth > MAX_DEPTH) return null;
+  const p = ownProblem(s, depth, work);
+  if (p !== null) return p;
+  const props = isObject(s.properties) ? s.properties : {};
+  for (const key of strings(s.required)) {
+    const q = Object.hasOwn(props, key) ? problem(props[key], depth + 1, work) : null;
+    if (q !== null) return q;
+  }
+  const needsItems = (count(s.minItems) ?? 0) > 0 && isObject(s.items);
+  return needsItems ? problem(s.items, depth + 1, work) : null;
 }
 
 // ---------- merging (allOf members and the chosen branches) ----------
@@ -490,6 +513,17 @@ function mergeSub(a: unknown, b: unknown): Schema | false {
   return merge(a, b);
 }
 
+/**
+ * Both sub-schemas, merged lazily as an allOf (exact, and merging nested
+ * properties eagerly would grow exponentially with their depth).
+ */
+function both(a: unknown, b: unknown): Schema | false {
+  if (a === false || b === false) return false;
+  if (acceptsAll(a) || !isObject(a)) return asSchema(b);
+  if (acceptsAll(b) || !isObject(b)) return a;
+  return { allOf: [a, b] };
+}
+
 /** One schema demanding both `a` and `b` (an approximation; generation re-checks the result). */
 function merge(a: Schema, b: Schema): Schema {
   const x = numericBounds(a);
@@ -498,6 +532,8 @@ function merge(a: Schema, b: Schema): Schema {
   for (const [key, v] of Object.entries(y)) {
     put(out, key, Object.hasOwn(out, key) ? mergeKeyword(key, out[key], v) : v);
   }
+  // Two different consts: no value is both; an empty enum says so.
+  if ("const" in x && "const" in y && !sameJson(x.const, y.const)) out.enum = [];
   if (isObject(out.properties)) out.properties = sidesProperties(out.properties, [x, y]);
   return out;
 }
@@ -515,7 +551,7 @@ function mergeKeyword(key: string, x: unknown, y: unknown): unknown {
     case "items":
     case "additionalProperties":
     case "additionalItems":
-      return Array.isArray(x) || Array.isArray(y) ? y : mergeSub(x, y);
+      return Array.isArray(x) || Array.isArray(y) ? y : both(x, y);
     case "type":
       return intersectTypes(x, y);
     case "enum":
@@ -530,7 +566,7 @@ function mergeKeyword(key: string, x: unknown, y: unknown): unknown {
 function mergeProperties(x: Schema, y: Schema): Schema {
   const out: Schema = { ...x };
   for (const [key, v] of Object.entries(y)) {
-    put(out, key, Object.hasOwn(out, key) ? mergeSub(out[key], v) : v);
+    put(out, key, Object.hasOwn(out, key) ? both(out[key], v) : v);
   }
   return out;
 }
@@ -547,7 +583,7 @@ function sidesProperties(props: Schema, sides: Schema[]): Schema {
     if (isObject(side.patternProperties) || !(extra === false || isObject(extra))) continue;
     const entries = Object.entries(out).filter(([k]) => extra !== false || Object.hasOwn(own, k));
     out = Object.fromEntries(
-      entries.map(([k, v]) => [k, Object.hasOwn(own, k) ? v : mergeSub(v, extra)]),
+      entries.map(([k, v]) => [k, Object.hasOwn(own, k) ? v : both(v, extra)]),
     );
   }
   return out;
@@ -561,8 +597,8 @@ function intersectTypes(x: unknown, y: unknown): unknown {
   if (b === null) return x;
   const within = (t: string, list: string[]) =>
     list.includes(t) || (t === "integer" && list.includes("number"));
-  const both = [...new Set([...a.filter((t) => within(t, b)), ...b.filter((t) => within(t, a))])];
-  return both.length === 1 ? both[0] : both;
+  const shared = [...new Set([...a.filter((t) => within(t, b)), ...b.filter((t) => within(t, a))])];
+  return shared.length === 1 ? shared[0] : shared;
 }
 
 /** Draft 4's boolean exclusive bounds in the numeric form, so merges compare like with like. */
@@ -585,12 +621,13 @@ function numericBounds(s: Schema): Schema {
  * Whether `v` meets `raw`, for the keywords this module understands; any other
  * keyword passes (the caller then only loses a chance to redraw).
  */
-function matches(v: unknown, raw: unknown, depth: number): boolean {
+function matches(v: unknown, raw: unknown, depth: number, work: Work): boolean {
   if (raw === false) return false;
-  if (!isObject(raw) || depth > MAX_DEPTH) return true;
+  // Past the budget (nested combinators branch exponentially) everything passes.
+  if (!isObject(raw) || depth > MAX_DEPTH || ++work.checks > MAX_CHECKS) return true;
   return typeMatches(v, raw.type) && valueMatches(v, raw) && numberMatches(v, raw) &&
-    stringMatches(v, raw) && arrayMatches(v, raw, depth) && objectMatches(v, raw, depth) &&
-    combinatorsMatch(v, raw, depth);
+    stringMatches(v, raw) && arrayMatches(v, raw, depth, work) &&
+    objectMatches(v, raw, depth, work) && combinatorsMatch(v, raw, depth, work);
 }
 
 function typeMatches(v: unknown, type: unknown): boolean {
@@ -637,13 +674,8 @@ function stringMatches(v: unknown, s: Schema): boolean {
   const length = codePoints(v);
   const min = count(s.minLength);
   const max = count(s.maxLength);
-  if ((min !== null && length < min) || (max !== null && length > max)) return false;
-  if (typeof s.pattern !== "string") return true;
-  try {
-    return new RegExp(s.pattern, "u").test(v);
-  } catch {
-    return true; // not a pattern we can run: let it pass
-  }
+  // `pattern` is not run: a client's regular expression could backtrack for ages.
+  return (min === null || length >= min) && (max === null || length <= max);
 }
 
 /** Length as JSON Schema counts it: in code points, not UTF-16 units. */
@@ -653,18 +685,18 @@ function codePoints(text: string): number {
   return n;
 }
 
-function arrayMatches(v: unknown, s: Schema, depth: number): boolean {
+function arrayMatches(v: unknown, s: Schema, depth: number, work: Work): boolean {
   if (!Array.isArray(v)) return true;
   const min = count(s.minItems);
   const max = count(s.maxItems);
   if ((min !== null && v.length < min) || (max !== null && v.length > max)) return false;
   const limit = tupleLimit(s);
   if (limit !== null && v.length > limit) return false;
-  if (!v.every((item, i) => matches(item, itemSchema(s, i), depth + 1))) return false;
+  if (!v.every((item, i) => matches(item, itemSchema(s, i), depth + 1, work))) return false;
   return s.uniqueItems !== true || new Set(v.map(goJson)).size === v.length;
 }
 
-function objectMatches(v: unknown, s: Schema, depth: number): boolean {
+function objectMatches(v: unknown, s: Schema, depth: number, work: Work): boolean {
   if (!isObject(v)) return true;
   if (!strings(s.required).every((k) => Object.hasOwn(v, k))) return false;
   const keys = Object.keys(v);
@@ -673,11 +705,13 @@ function objectMatches(v: unknown, s: Schema, depth: number): boolean {
   if ((min !== null && keys.length < min) || (max !== null && keys.length > max)) return false;
   const props = isObject(s.properties) ? s.properties : {};
   const extra = isObject(s.patternProperties) ? true : s.additionalProperties ?? true;
-  return keys.every((k) => matches(v[k], Object.hasOwn(props, k) ? props[k] : extra, depth + 1));
+  return keys.every((k) =>
+    matches(v[k], Object.hasOwn(props, k) ? props[k] : extra, depth + 1, work)
+  );
 }
 
-function combinatorsMatch(v: unknown, s: Schema, depth: number): boolean {
-  const test = (b: unknown) => matches(v, b, depth + 1);
+function combinatorsMatch(v: unknown, s: Schema, depth: number, work: Work): boolean {
+  const test = (b: unknown) => matches(v, b, depth + 1, work);
   const allOf = branchList(s.allOf);
   const anyOf = branchList(s.anyOf);
   const oneOf = branchList(s.oneOf);
@@ -696,17 +730,17 @@ function generate(raw: unknown, ctx: Ctx, depth: number, top: boolean): unknown 
   if (++ctx.used > HARD_BUDGET) return null;
   if (hasCombinator(s)) return generateCombined(s, ctx, depth, top);
   if ("const" in s) return structuredClone(s.const);
-  const choices = enumChoices(s, depth);
+  const choices = enumChoices(s, depth, ctx);
   if (choices !== null) return structuredClone(ctx.rng.pick(choices));
   return generateKind(s, chooseKind(s), ctx, depth, top);
 }
 
 /** The enum values that also meet the rest of the schema (all of them when none do). */
-function enumChoices(s: Schema, depth: number): unknown[] | null {
+function enumChoices(s: Schema, depth: number, work: Work): unknown[] | null {
   const all = enumList(s);
   if (all === null) return null;
   const rest = without(s, "enum");
-  const fitting = all.filter((v) => matches(v, rest, depth));
+  const fitting = all.filter((v) => matches(v, rest, depth, work));
   return fitting.length > 0 ? fitting : all;
 }
 
@@ -730,7 +764,7 @@ function generateCombined(s: Schema, ctx: Ctx, depth: number, top: boolean): unk
       merged = merge(merged, branch);
     }
     value = generate(merged, ctx, depth + 1, top);
-    if (matches(value, s, depth)) return value;
+    if (matches(value, s, depth, ctx)) return value;
   }
   return value;
 }
@@ -808,7 +842,9 @@ function lerp(lo: number, hi: number, r: number): number {
 
 function randomArray(s: Schema, ctx: Ctx, depth: number): unknown[] {
   const [lo, hi] = arrayLengthRange(s, ctx.limits);
-  const length = ctx.used > SOFT_BUDGET ? lo : ctx.rng.int(lo, hi);
+  let length = ctx.used > SOFT_BUDGET ? lo : ctx.rng.int(lo, hi);
+  // Items a merge contradicted: as few as the schema itself allows.
+  if (!optionalFits(s.items, depth, ctx)) length = Math.ceil(count(s.minItems) ?? 0);
   const seen = s.uniqueItems === true ? new Set<string>() : null;
   const out: unknown[] = [];
   for (let i = 0; i < length && ctx.used <= HARD_BUDGET; i++) {
@@ -860,7 +896,7 @@ function randomObject(s: Schema, ctx: Ctx, depth: number, top: boolean): Schema 
   const rate = top ? ctx.limits.optionalPropertyPercent : ctx.limits.optionalFieldPercent;
   const keep = props.map(([key, sub]) => {
     if (required.has(key)) return true;
-    return roll(ctx.rng, rate) && sub !== false && ctx.used <= SOFT_BUDGET;
+    return roll(ctx.rng, rate) && ctx.used <= SOFT_BUDGET && optionalFits(sub, depth, ctx);
   });
   const declared = new Set(props.map(([key]) => key));
   const undeclared = [...required].filter((key) => !declared.has(key));
@@ -888,6 +924,12 @@ function extraNames(obj: Schema, n: number): string[] {
   return names;
 }
 
+/** Whether an optional property or item can be given (a merge may have contradicted it). */
+function optionalFits(sub: unknown, depth: number, ctx: Ctx): boolean {
+  if (sub === false) return false;
+  return !isObject(sub) || !hasCombinator(sub) || problem(sub, depth + 1, ctx) === null;
+}
+
 /** Adds optional properties (in order) up to minProperties, drops them (from the end) to maxProperties. */
 function fitPropertyCount(
   s: Schema,
@@ -899,7 +941,7 @@ function fitPropertyCount(
   let n = undeclared + keep.filter(Boolean).length;
   const min = count(s.minProperties) ?? 0;
   for (let i = 0; i < props.length && n < min; i++) {
-    if (keep[i] || props[i][1] === false) continue;
+    if (keep[i] || props[i][1] === false) continue; // a contradicted one may slip in here
     keep[i] = true;
     n++;
   }

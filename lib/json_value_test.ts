@@ -150,6 +150,25 @@ const SCHEMAS: Record<string, unknown> = {
     maxProperties: 2,
   },
   "object without properties": { type: "object" },
+  "minProperties beyond the declared": {
+    type: "object",
+    properties: { a: { type: "integer" } },
+    minProperties: 3,
+    additionalProperties: { type: "boolean" },
+  },
+  "anyOf under additionalProperties": {
+    type: "object",
+    properties: { a: { type: "string" } },
+    additionalProperties: { type: "integer", minimum: 1000 },
+    anyOf: [{ properties: { b: { minimum: 0 } }, required: ["b"] }, { required: ["a"] }],
+  },
+  "nested anyOf with disjoint branch": {
+    type: "array",
+    items: {
+      anyOf: [{ type: "string", minLength: 3 }, { type: "integer", maximum: -1 }],
+      oneOf: [{ type: "string" }, { type: "boolean" }],
+    },
+  },
   "false optional property": {
     type: "object",
     properties: { gone: false, kept: { type: "integer" } },
@@ -326,6 +345,17 @@ Deno.test("unsatisfiable schemas are explained", () => {
       "minItems (2) is greater than the 1 items allowed",
     ],
     [false, "schema false admits no value"],
+    [
+      { type: "array", items: { type: "boolean" }, uniqueItems: true, minItems: 3 },
+      "minItems (3) is more than the 2 distinct items allowed",
+    ],
+    [{ allOf: [{ type: "string" }, { type: "integer" }] }, "no type is allowed by every subschema"],
+    [{ allOf: [{ const: 1 }, { const: 2 }] }, "no value satisfies every enum and const"],
+    [{ type: "integer", not: {} }, "not excludes every value"],
+    [
+      { type: "object", properties: { a: {}, b: {} }, required: ["a", "b"], maxProperties: 1 },
+      "maxProperties (1) is less than the 2 required properties",
+    ],
   ];
   for (const [schema, message] of cases) {
     assert.equal(unsatisfiable(schema), message, goJson(schema));
@@ -375,10 +405,13 @@ Deno.test("deep and explosive schemas stay bounded", () => {
   randomJsonValue(wide, new Rng(1), DEFAULTS);
   assert.ok(performance.now() - started < 2000);
 
-  let chain: Record<string, unknown> = { type: "integer" };
-  for (let i = 0; i < 100; i++) chain = { anyOf: [chain, { not: chain }] };
-  randomJsonValue(chain, new Rng(1), DEFAULTS);
+  // Nested combinators branch exponentially; the check budget cuts them short.
+  let chain: Record<string, unknown> = { type: "integer", minimum: 2, maximum: 1 };
+  for (let i = 0; i < 40; i++) chain = { anyOf: [chain, chain], oneOf: [chain, { not: chain }] };
+  const t0 = performance.now();
   unsatisfiable(chain);
+  randomJsonValue(chain, new Rng(1), DEFAULTS);
+  assert.ok(performance.now() - t0 < 2000);
 });
 
 Deno.test("jsonValueLimits reads the tool-call flags", () => {
