@@ -434,3 +434,63 @@ Deno.test("data-parallel ranks get distinct engine ids without --seed", async ()
   // The start-time seed is past 2^53, where seed + rank used to collapse.
   assert.ok(s.running.ranks[0].sim.config.seed > 2 ** 53);
 });
+
+/** One valid request per generation family, and whether it answers in Anthropic's shape. */
+const FAMILIES: [string, unknown, boolean][] = [
+  [
+    "/v1/chat/completions",
+    { model: "test-model", messages: [{ role: "user", content: "x" }] },
+    false,
+  ],
+  ["/v1/completions", { model: "test-model", prompt: "x" }, false],
+  ["/v1/responses", { model: "test-model", input: "x" }, false],
+  [
+    "/v1/messages",
+    { model: "test-model", max_tokens: 5, messages: [{ role: "user", content: "x" }] },
+    true,
+  ],
+  ["/inference/v1/generate", { token_ids: [1, 2], sampling_params: { max_tokens: 3 } }, false],
+  ["/v1/embeddings", { input: "x" }, false],
+];
+
+function assertErrorShape(body: Record<string, unknown>, status: number, anthropic: boolean) {
+  if (anthropic) {
+    assert.equal(body.type, "error");
+    const e = body.error as Record<string, unknown>;
+    assert.equal(typeof e.type, "string");
+    assert.equal(typeof e.message, "string");
+  } else {
+    const e = body.error as Record<string, unknown>;
+    assert.equal(e.code, status);
+    assert.equal(typeof e.message, "string");
+  }
+}
+
+Deno.test("every generation family: failure injection and X-Return-Error in its own shape", async () => {
+  {
+    await using s = await startSim([
+      "--failure-injection-rate",
+      "100",
+      "--failure-types",
+      "rate_limit",
+    ]);
+    for (const [path, body, anthropic] of FAMILIES) {
+      const res = await s.post(path, body);
+      assert.equal(res.status, 429, path);
+      const json = await res.json();
+      assertErrorShape(json, 429, anthropic);
+      if (anthropic) assert.equal(json.error.type, "rate_limit_error");
+    }
+  }
+  await using s = await startSim();
+  for (const [path, body, anthropic] of FAMILIES) {
+    const ok = await s.post(path, body);
+    assert.equal(ok.status, 200, path);
+    await ok.body?.cancel();
+    const res = await s.post(path, body, { "x-return-error": "503" });
+    assert.equal(res.status, 503, path);
+    const json = await res.json();
+    assertErrorShape(json, 503, anthropic);
+    if (anthropic) assert.equal(json.error.type, "overloaded_error");
+  }
+});
