@@ -6,10 +6,10 @@
  * that goes away cancels every job at once.
  */
 import type { Engine, Job, JobSink } from "../engine.ts";
-import type { TextStream } from "../content.ts";
 import { ApiError } from "../errors.ts";
-import { type OutputEncoder, type UsageCounts, usageOf } from "./output.ts";
+import type { OutputEncoder } from "./output.ts";
 import type { GenerationPlan } from "./plan.ts";
+import { AnswerRenderer } from "./render.ts";
 
 /** Submits every plan; if one is refused (429), the others are withdrawn. */
 function submitAll(
@@ -143,18 +143,13 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   #jobs: Job[] = [];
   #stallTimer: ReturnType<typeof setTimeout> | undefined;
   #release: (() => void) | undefined;
-  readonly #n: number;
-  readonly #total: UsageCounts;
+  /** The output events of the answer's steps, as the family writes them. */
+  readonly #events: AnswerRenderer;
   /** Per plan: steps the engine emitted, steps rendered, job done, end rendered. */
   readonly #emittedSteps: number[];
   readonly #renderedSteps: number[];
   readonly #done: boolean[];
   readonly #endRendered: boolean[];
-  /** Each plan's text streams, made when its first token is rendered. */
-  readonly #texts: (TextStream[] | undefined)[];
-  #endedCount = 0;
-  #emitted = 0;
-  #started = false;
   // The frames of one burst of steps (a whole zero-latency answer, or tokens
   // caught up after a late timer) leave as one chunk: one encode and one
   // enqueue per burst instead of one per token. The engine says when a burst
@@ -167,17 +162,15 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   constructor(
     private readonly engine: Engine,
     private readonly plans: readonly GenerationPlan[],
-    private readonly fmt: OutputEncoder,
+    fmt: OutputEncoder,
     private readonly opts: StreamOptions,
   ) {
     const count = plans.length;
-    this.#n = count > 0 ? plans[0].choices : 0;
-    this.#total = usageOf(plans);
+    this.#events = new AnswerRenderer(plans, fmt, opts.continuousUsage);
     this.#emittedSteps = new Array<number>(count).fill(0);
     this.#renderedSteps = new Array<number>(count).fill(0);
     this.#done = new Array<boolean>(count).fill(false);
     this.#endRendered = new Array<boolean>(count).fill(false);
-    this.#texts = new Array(count);
   }
 
   start(c: ReadableStreamDefaultController<Uint8Array>): void {
@@ -216,7 +209,7 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
     // The usual case: just this step is owed.
     if (rendered[p] === k && this.#buffered.length < RENDER_BURST) {
       rendered[p] = k + 1;
-      this.#buffered += this.#renderStep(p, k);
+      this.#buffered += this.#events.step(p, k);
     } else this.#render(p);
   }
 
@@ -278,52 +271,6 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
     }, ms);
   }
 
-  #renderStep(p: number, k: number): string {
-    let out = this.#started ? "" : this.#start();
-    const plan = this.plans[p];
-    const lengths = plan.spec.lengths;
-    // The plan's text streams, made when its first step is rendered (a
-    // packed array: a stream per choice, its tokens still to be drawn).
-    let mine = this.#texts[p];
-    if (mine === undefined) {
-      mine = this.#texts[p] = [];
-      for (let j = 0; j < lengths.length; j++) mine.push(plan.text(j));
-    }
-    for (let j = 0; j < lengths.length; j++) {
-      const len = lengths[j];
-      if (k >= len) continue;
-      this.#emitted++;
-      const usage = this.opts.continuousUsage
-        ? { prompt: this.#total.prompt, completion: this.#emitted, cached: this.#total.cached }
-        : null;
-      const text = mine[j].next();
-      const index = p * this.#n + j;
-      if (k < len - 1) out += this.fmt.token(index, text, k, null, usage);
-      else {
-        const finish = plan.spec.finishReasons[j];
-        out += this.fmt.token(index, text, k, finish, usage) +
-          this.fmt.choiceEnd(index, finish, len);
-      }
-    }
-    return out;
-  }
-
-  #start(): string {
-    this.#started = true;
-    return this.fmt.start();
-  }
-
-  #renderEnd(p: number): string {
-    this.#endRendered[p] = true;
-    let out = this.#started ? "" : this.#start();
-    const { lengths, finishReasons } = this.plans[p].spec;
-    for (let j = 0; j < lengths.length; j++) {
-      if (lengths[j] === 0) out += this.fmt.choiceEnd(p * this.#n + j, finishReasons[j], 0);
-    }
-    if (++this.#endedCount === this.plans.length) out += this.fmt.end(this.#total);
-    return out;
-  }
-
   /**
    * Renders what plan p owes, a burst at a time; stops early (false) when
    * the queue fills up.
@@ -331,19 +278,22 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   #render(p: number): boolean {
     const rendered = this.#renderedSteps;
     while (rendered[p] < this.#emittedSteps[p]) {
-      this.#buffered += this.#renderStep(p, rendered[p]++);
+      this.#buffered += this.#events.step(p, rendered[p]++);
       if (this.#buffered.length >= RENDER_BURST) {
         this.flush();
         if (this.#blocked || !this.#open) return false;
       }
     }
-    if (this.#done[p] && !this.#endRendered[p]) this.#buffered += this.#renderEnd(p);
+    if (this.#done[p] && !this.#endRendered[p]) {
+      this.#endRendered[p] = true;
+      this.#buffered += this.#events.end(p);
+    }
     return true;
   }
 
   #finishIfDone(): void {
     this.flush();
-    if (this.#open && this.#endedCount === this.plans.length) {
+    if (this.#open && this.#events.finished) {
       this.#open = false;
       clearTimeout(this.#stallTimer);
       this.#ctrl.close();
