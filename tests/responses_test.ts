@@ -340,6 +340,14 @@ const GOLDEN_REQUEST = {
 
 const CREATED_AT = /"created_at":\d+/g;
 
+/** A golden stream whose three created_at stamps are one value (compared as 0). */
+function assertGoldenStream(text: string, expected: string): void {
+  const stamps = text.match(CREATED_AT) ?? [];
+  assert.equal(stamps.length, 3);
+  assert.equal(new Set(stamps).size, 1, "one created_at for the whole stream");
+  assert.equal(text.replace(CREATED_AT, `"created_at":0`), expected);
+}
+
 Deno.test("responses: golden SSE bytes", async () => {
   await using s = await startSim(["--seed", "7"]);
   const res = await s.post("/v1/responses", { ...GOLDEN_REQUEST, stream: true }, {
@@ -378,11 +386,7 @@ Deno.test("responses: golden SSE bytes", async () => {
     }],"text":{"format":{"type":"text"}},` +
     `"usage":{"input_tokens":12,"output_tokens":3,"total_tokens":15}}}\n\n`,
   ].join("");
-  const text = await res.text();
-  const stamps = text.match(CREATED_AT) ?? [];
-  assert.equal(stamps.length, 3);
-  assert.equal(new Set(stamps).size, 1, "one created_at for the whole stream");
-  assert.equal(text.replace(CREATED_AT, `"created_at":0`), expected);
+  assertGoldenStream(await res.text(), expected);
 });
 
 Deno.test("responses: golden non-streaming body", async () => {
@@ -708,11 +712,7 @@ Deno.test("responses (vLLM format): golden SSE bytes", async () => {
       },"sequence_number":10,"type":"response.completed"}`,
     ),
   ].join("");
-  const text = await res.text();
-  const stamps = text.match(CREATED_AT) ?? [];
-  assert.equal(stamps.length, 3);
-  assert.equal(new Set(stamps).size, 1, "one created_at for the whole stream");
-  assert.equal(text.replace(CREATED_AT, `"created_at":0`), expected);
+  assertGoldenStream(await res.text(), expected);
 });
 
 Deno.test("responses (vLLM format): golden non-streaming body", async () => {
