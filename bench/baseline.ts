@@ -12,6 +12,8 @@
  * server must (first at arrival + 100 ms, then every 20 ms, each on its own
  * absolute-deadline timer): the yardstick for token timing.
  *
+ * A body with `input` (embeddings) gets a fixed 384-dimension embeddings answer.
+ *
  *   deno run -A bench/baseline.ts <port> [--idle | --paced]
  */
 
@@ -42,6 +44,18 @@ const COMPLETION = JSON.stringify({
   },
   prompt_logprobs: null,
   kv_transfer_params: null,
+});
+
+/** A fixed embeddings answer of the simulator's size (one input, 384 dimensions). */
+const EMBEDDING = JSON.stringify({
+  object: "list",
+  data: [{
+    object: "embedding",
+    index: 0,
+    embedding: Array.from({ length: 384 }, (_, i) => ((i * 37) % 1024) / 512 - 1),
+  }],
+  model,
+  usage: { prompt_tokens: 7, total_tokens: 7 },
 });
 
 const encoder = new TextEncoder();
@@ -107,7 +121,8 @@ Deno.serve({
   onListen: () => console.log(`baseline listening on 127.0.0.1:${port}`),
 }, async (req) => {
   if (req.method === "GET") return new Response("ok");
-  const body = await req.json() as { stream?: boolean; max_tokens?: number };
+  const body = await req.json() as { stream?: boolean; max_tokens?: number; input?: unknown };
+  if (body.input !== undefined) return new Response(EMBEDDING, { headers: JSON_HEADERS });
   if (body.stream !== true) return new Response(COMPLETION, { headers: JSON_HEADERS });
   if (paced) return new Response(pacedStream(body.max_tokens ?? TOKENS), { headers: SSE_HEADERS });
   const stream = new ReadableStream<Uint8Array>({

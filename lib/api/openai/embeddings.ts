@@ -116,14 +116,27 @@ export function embeddingVector(ids: readonly number[], d: number): Float32Array
 const HEAD_TEXT = Array.from({ length: 1024 }, (_, k) => String((2 * k) / 1024 - 1));
 const TAIL_TEXT = Array.from({ length: 256 }, (_, k) => String((2 * k) / 256 - 1));
 
-/** embeddingVector's JSON array text. */
+/**
+ * embeddingVector's JSON array text. Past the n token elements the vector
+ * repeats with period n, so the text is the head, then one period's text
+ * repeated (a native repeat, not d concatenations).
+ */
 export function embeddingJson(ids: readonly number[], d: number): string {
   const n = ids.length;
-  if (n === 0) return d === 0 ? "[]" : `[${new Array(d).fill("0").join(",")}]`;
-  let out = "[";
-  for (let i = 0; i < d; i++) {
-    if (i > 0) out += ",";
-    out += i < n ? HEAD_TEXT[ids[i] % 1024] : TAIL_TEXT[ids[i % n] % 256];
+  if (d <= 0) return "[]";
+  if (n === 0) return `[0${",0".repeat(d - 1)}]`;
+  const headLen = Math.min(n, d);
+  const head = new Array<string>(headLen);
+  for (let i = 0; i < headLen; i++) head[i] = HEAD_TEXT[ids[i] % 1024];
+  let out = "[" + head.join(",");
+  const rest = d - headLen;
+  if (rest > 0) {
+    const period = new Array<string>(n);
+    for (let i = 0; i < n; i++) period[i] = TAIL_TEXT[ids[i] % 256];
+    const whole = Math.floor(rest / n);
+    if (whole > 0) out += ("," + period.join(",")).repeat(whole);
+    const part = rest - whole * n;
+    if (part > 0) out += "," + period.slice(0, part).join(",");
   }
   return out + "]";
 }
