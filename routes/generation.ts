@@ -65,7 +65,9 @@ export async function serveGeneration<B>(
     });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  const answer = await completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival);
+  let answer = completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival);
+  // A zero-latency answer is complete already: no await, no extra turn.
+  if (answer instanceof Promise) answer = await answer;
   return jsonText(family.respond(meta, body, admitted, answer));
 }
 

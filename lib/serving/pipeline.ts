@@ -91,19 +91,20 @@ export function streamAnswer(
 }
 
 /**
- * Runs the request to its end and returns the complete answer: at once for
- * a zero-latency answer, else when its last token would have been sent.
- * Rejects when the client goes away (its jobs are cancelled) or on shutdown.
+ * Runs the request to its end and returns the complete answer: at once
+ * (not a promise) for a zero-latency answer, else a promise that resolves
+ * when its last token would have been sent and rejects when the client goes
+ * away (its jobs are cancelled) or on shutdown.
  */
-export async function completeAnswer(
+export function completeAnswer(
   sim: Simulator,
   admitted: Admitted,
   signal: SignalSource,
   arrival: number,
-): Promise<CompletedAnswer> {
+): CompletedAnswer | Promise<CompletedAnswer> {
   const running = collectPlans(sim.engine, admitted.plans, signal, arrival);
-  if (running) await running;
-  return completedAnswer(admitted.plans);
+  if (running === null) return completedAnswer(admitted.plans);
+  return running.then(() => completedAnswer(admitted.plans));
 }
 
 /** --max-sequences-per-request: prompts × n. */

@@ -104,7 +104,7 @@ export function planGeneration(
   const format = echoed || flags.forceCacheThreshold || remoteDecode
     ? undefined
     : params.responseFormat;
-  let text: (j: number) => TextStream;
+  let text: Texts;
   if (params.prefillOnly) text = () => new TokenListStream([]);
   else if (echoed) {
     text = () => new TokenListStream(echoed);
@@ -158,18 +158,24 @@ export function planGeneration(
 }
 
 /**
+ * A choice's text stream. `peek`: a copy that reads ahead (a stop rule's
+ * scan, made before the choice is sent) and leaves the stream untouched.
+ */
+type Texts = (j: number, peek?: boolean) => TextStream;
+
+/**
  * Random built-in text per choice, from streams of its own forked off the
  * request's at plan time: the text never depends on the latency draws made
- * while it is sent, and a stop rule can read a choice ahead on a clone and
- * see exactly what will be sent. A choice's stream is cloned on every call.
+ * while it is sent, and a stop rule can read a choice ahead on a copy and
+ * see exactly what will be sent.
  */
-function randomAnswers(rng: Rng, n: number): (j: number) => TextStream {
+function randomAnswers(rng: Rng, n: number): Texts {
   if (n === 1) {
     const own = rng.fork();
-    return () => new RandomTextStream(own.clone());
+    return (_j, peek) => new RandomTextStream(peek ? own.clone() : own);
   }
   const forks = Array.from({ length: n }, () => rng.fork());
-  return (j) => new RandomTextStream(forks[j].clone());
+  return (j, peek) => new RandomTextStream(peek ? forks[j].clone() : forks[j]);
 }
 
 /**
@@ -221,23 +227,23 @@ const JSON_OBJECT_SCHEMA = {
 function applyStop(
   rule: StopRule,
   tokenizer: Tokenizer,
-  text: (j: number) => TextStream,
+  text: Texts,
   lengths: number[],
   finishReasons: FinishReason[],
-): { text: (j: number) => TextStream; reasons: (string | number | null)[] } {
+): { text: Texts; reasons: (string | number | null)[] } {
   const reasons = new Array<string | number | null>(lengths.length).fill(null);
   const limits = new Array<number>(lengths.length).fill(Infinity);
   const ids = new Set(rule.tokenIds);
   let longest = 0;
   for (const st of rule.strings) longest = Math.max(longest, st.length);
   for (let j = 0; j < lengths.length; j++) {
-    const ahead = text(j);
+    const ahead = text(j, true);
     let window = "";
     let windowStart = 0; // offset of window[0] in the answer's text
     for (let k = 0; k < lengths[j]; k++) {
       const piece = ahead.next();
-      if (ids.size > 0 && tokenizer.encode(piece).some((id) => ids.has(id))) {
-        const id = tokenizer.encode(piece).find((x) => ids.has(x))!;
+      const id = ids.size > 0 ? tokenizer.encode(piece).find((x) => ids.has(x)) : undefined;
+      if (id !== undefined) {
         limits[j] = windowStart + window.length + piece.length;
         reasons[j] = id;
         lengths[j] = k + 1;
