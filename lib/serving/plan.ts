@@ -219,10 +219,12 @@ const JSON_OBJECT_SCHEMA = {
 
 /**
  * `stop` and `stop_token_ids` (vLLM): each choice is read ahead on a copy of
- * its text; the first stop string that appears ends the answer before it
- * (or after it, with include_stop_str_in_output), the first stop token ends
- * it after that token. The tokens up to the match still count, as in vLLM.
- * The text is not held: only a window as long as the longest stop string.
+ * its text. The answer ends at the first token that completes a stop string
+ * (cut before the string, or after it with include_stop_str_in_output) or
+ * that is a stop token (kept). The tokens up to there still count, as in
+ * vLLM. The text is not held: it is searched a block at a time, each stop
+ * with one native search per block, keeping only the overlap a stop string
+ * can straddle.
  */
 function applyStop(
   rule: StopRule,
@@ -233,37 +235,14 @@ function applyStop(
 ): { text: Texts; reasons: (string | number | null)[] } {
   const reasons = new Array<string | number | null>(lengths.length).fill(null);
   const limits = new Array<number>(lengths.length).fill(Infinity);
-  const ids = new Set(rule.tokenIds);
-  let longest = 0;
-  for (const st of rule.strings) longest = Math.max(longest, st.length);
+  const scan = new StopScan(rule, tokenizer);
   for (let j = 0; j < lengths.length; j++) {
-    const ahead = text(j, true);
-    let window = "";
-    let windowStart = 0; // offset of window[0] in the answer's text
-    for (let k = 0; k < lengths[j]; k++) {
-      const piece = ahead.next();
-      const id = ids.size > 0 ? tokenizer.encode(piece).find((x) => ids.has(x)) : undefined;
-      if (id !== undefined) {
-        limits[j] = windowStart + window.length + piece.length;
-        reasons[j] = id;
-        lengths[j] = k + 1;
-        finishReasons[j] = "stop";
-        break;
-      }
-      window += piece;
-      const hit = firstStop(rule.strings, window, window.length - piece.length - longest + 1);
-      if (hit) {
-        limits[j] = windowStart + hit.at + (rule.includeStop ? hit.stop.length : 0);
-        reasons[j] = hit.stop;
-        lengths[j] = k + 1;
-        finishReasons[j] = "stop";
-        break;
-      }
-      if (window.length > longest) {
-        windowStart += window.length - longest;
-        window = window.slice(window.length - longest);
-      }
-    }
+    const hit = scan.run(text(j, true), lengths[j]);
+    if (hit === null) continue;
+    limits[j] = hit.chars;
+    reasons[j] = hit.reason;
+    lengths[j] = hit.tokens;
+    finishReasons[j] = "stop";
   }
   return {
     text: (j) => limits[j] === Infinity ? text(j) : new CutTextStream(text(j), limits[j]),
@@ -271,16 +250,98 @@ function applyStop(
   };
 }
 
-/** The earliest stop string in `s` that starts at or after `from`. */
-function firstStop(
-  stops: readonly string[],
-  s: string,
-  from: number,
-): { at: number; stop: string } | null {
-  let best: { at: number; stop: string } | null = null;
-  for (const stop of stops) {
-    const at = s.indexOf(stop, Math.max(0, from));
-    if (at >= 0 && (best === null || at < best.at)) best = { at, stop };
+/** Characters gathered before the stop strings are searched (exported for the tests). */
+export const STOP_BLOCK = 8192;
+
+/** Where a stop ended an answer: its token count, its text length, and why. */
+interface StopHit {
+  tokens: number;
+  chars: number;
+  reason: string | number;
+}
+
+export class StopScan {
+  readonly #ids: Set<number>;
+  /** A piece's stop token, per distinct piece (answers reuse a small vocabulary). */
+  readonly #idOf = new Map<string, number | null>();
+  readonly #longest: number;
+
+  constructor(private readonly rule: StopRule, private readonly tokenizer: Tokenizer) {
+    this.#ids = new Set(rule.tokenIds);
+    let longest = 0;
+    for (const st of rule.strings) longest = Math.max(longest, st.length);
+    this.#longest = longest;
   }
-  return best;
+
+  #stopToken(piece: string): number | null {
+    let id = this.#idOf.get(piece);
+    if (id === undefined) {
+      id = this.tokenizer.encode(piece).find((x) => this.#ids.has(x)) ?? null;
+      this.#idOf.set(piece, id);
+    }
+    return id;
+  }
+
+  /** The first stop in the next `length` tokens of `stream`, or null. */
+  run(stream: TextStream, length: number): StopHit | null {
+    let buf = ""; // the text from offset `base` of the answer on
+    let base = 0;
+    let searched = 0; // buf before this has been searched (overlap excepted)
+    const ends: number[] = []; // answer offset where each token of buf's block ends
+    let firstToken = 0; // token index of ends[0]
+    for (let k = 0; k < length; k++) {
+      const piece = stream.next();
+      if (this.#ids.size > 0) {
+        const id = this.#stopToken(piece);
+        if (id !== null) {
+          // A stop string completed earlier in this block wins over the token.
+          const hit = this.#search(buf, base, searched, ends, firstToken);
+          return hit ?? { tokens: k + 1, chars: base + buf.length + piece.length, reason: id };
+        }
+      }
+      buf += piece;
+      ends.push(base + buf.length);
+      if (buf.length - searched >= STOP_BLOCK || k === length - 1) {
+        const hit = this.#search(buf, base, searched, ends, firstToken);
+        if (hit) return hit;
+        // Keep only what a stop string could still straddle.
+        const keep = Math.min(buf.length, Math.max(this.#longest - 1, 0));
+        base += buf.length - keep;
+        buf = buf.slice(buf.length - keep);
+        searched = 0;
+        firstToken += ends.length;
+        ends.length = 0;
+      }
+    }
+    return null;
+  }
+
+  /** The stop completed first (earliest token, then earliest start) in the unsearched text. */
+  #search(
+    buf: string,
+    base: number,
+    searched: number,
+    ends: readonly number[],
+    firstToken: number,
+  ): StopHit | null {
+    let best: { token: number; at: number; stop: string } | null = null;
+    for (const stop of this.rule.strings) {
+      const at = buf.indexOf(stop, Math.max(0, searched - stop.length + 1));
+      if (at < 0) continue;
+      const end = base + at + stop.length;
+      // The token whose text completes the match.
+      let t = 0;
+      while (t < ends.length && ends[t] < end) t++;
+      const token = firstToken + t;
+      if (best === null || token < best.token || (token === best.token && at < best.at)) {
+        best = { token, at, stop };
+      }
+    }
+    if (best === null) return null;
+    return {
+      tokens: best.token + 1,
+      chars: base + best.at + (this.rule.includeStop ? best.stop.length : 0),
+      reason: best.stop,
+    };
+  }
 }

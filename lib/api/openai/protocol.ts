@@ -79,6 +79,10 @@ function checkSampling(o: JsonObject): void {
   }
 }
 
+/** Bounds on `stop` (vLLM has none; OpenAI allows 4 strings). */
+const MAX_STOPS = 64;
+const MAX_STOP_LENGTH = 1024;
+
 /** `stop`, `stop_token_ids`, `include_stop_str_in_output`; undefined when none is set. */
 export function parseStop(o: JsonObject): StopRule | undefined {
   const raw = o.stop;
@@ -94,6 +98,13 @@ export function parseStop(o: JsonObject): StopRule | undefined {
   }
   if (strings.some((x) => x === "")) {
     throw badRequest("stop cannot contain an empty string.", "stop");
+  }
+  // Every answer is read ahead for its stops before it is queued: bounded work.
+  if (strings.length > MAX_STOPS || strings.some((x) => x.length > MAX_STOP_LENGTH)) {
+    throw badRequest(
+      `stop: at most ${MAX_STOPS} strings of at most ${MAX_STOP_LENGTH} characters.`,
+      "stop",
+    );
   }
   const ids = o.stop_token_ids;
   let tokenIds: number[] = [];
