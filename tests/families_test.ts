@@ -131,6 +131,15 @@ Deno.test("embeddings: official client, every input form, base64, dimensions, 40
     [{ input: {} }, "input is required and must be a non-empty string or array"],
     [{ input: ["a", ""] }, "input cannot be an empty string"],
     [{ input: "a", dimensions: 0 }, "dimensions must be at least 1"],
+    [{ input: "a", dimensions: 65537 }, "dimensions must be at most 65536"],
+    [
+      { input: Array(128).fill("a"), dimensions: 65536 },
+      "This request asks for 128 vectors of 65536 dimensions; at most 4194304 elements per request.",
+    ],
+    [
+      { input: Array(1025).fill("a") },
+      "Too many inputs: 1025; at most 1024 per request (--max-sequences-per-request).",
+    ],
   ];
   for (const [body, message] of bad) {
     const res = await s.post("/v1/embeddings", body);

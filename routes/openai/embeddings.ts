@@ -9,7 +9,12 @@ import type { RequestContext } from "../http.ts";
 import { type HttpFamily, serveGeneration } from "../generation.ts";
 
 const EMBEDDINGS: HttpFamily<EmbeddingRequest> = {
-  parse: (body, cfg) => parseEmbeddingRequest(body, cfg["default-embedding-dimensions"]),
+  parse: (body, cfg) =>
+    parseEmbeddingRequest(
+      body,
+      cfg["default-embedding-dimensions"],
+      cfg["max-sequences-per-request"],
+    ),
   input: (sim, body) => embeddingInput(body, sim.tokenizer, sim.models.displayName),
   respond: (_meta, body, _admitted, answer) => embeddingResponse(body, answer),
 };

@@ -21,10 +21,30 @@ export interface EmbeddingRequest {
 
 const NO_INPUT = "input is required and must be a non-empty string or array";
 
-export function parseEmbeddingRequest(body: unknown, defaultDimensions: number): EmbeddingRequest {
+/** The largest vector one answer writes (vLLM's largest models use 4 096-8 192). */
+export const MAX_DIMENSIONS = 65_536;
+/** Vectors × dimensions of one answer: ~50 MB of JSON at most. */
+export const MAX_ELEMENTS = 1 << 22;
+
+/**
+ * `maxInputs`: --max-sequences-per-request; a longer input list is refused
+ * before any input is looked at or tokenized.
+ */
+export function parseEmbeddingRequest(
+  body: unknown,
+  defaultDimensions: number,
+  maxInputs = Infinity,
+): EmbeddingRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
   const model = optString(body, "model") ?? "";
   const raw = body.input;
+  if (Array.isArray(raw) && raw.length > maxInputs && typeof raw[0] !== "number") {
+    throw badRequest(
+      `Too many inputs: ${raw.length}; at most ${maxInputs} per request ` +
+        `(--max-sequences-per-request).`,
+      "input",
+    );
+  }
   let inputs: EmbeddingRequest["inputs"];
   if (typeof raw === "string") inputs = [{ text: raw }];
   else if (!Array.isArray(raw) || raw.length === 0) throw badRequest(NO_INPUT, "input");
@@ -55,7 +75,17 @@ export function parseEmbeddingRequest(body: unknown, defaultDimensions: number):
       throw badRequest("dimensions must be an integer", "dimensions");
     }
     if (dims < 1) throw badRequest("dimensions must be at least 1", "dimensions");
+    if (dims > MAX_DIMENSIONS) {
+      throw badRequest(`dimensions must be at most ${MAX_DIMENSIONS}`, "dimensions");
+    }
     dimensions = dims;
+  }
+  if (inputs.length * dimensions > MAX_ELEMENTS) {
+    throw badRequest(
+      `This request asks for ${inputs.length} vectors of ${dimensions} dimensions; at most ` +
+        `${MAX_ELEMENTS} elements per request.`,
+      "dimensions",
+    );
   }
   return {
     model,
