@@ -82,8 +82,15 @@ const vocab = new Map<number, string>();
 let current = new Map<number, string>();
 let previous = new Map<number, string>();
 
+/**
+ * Longer tokens (a run of letters the splitter keeps whole) are not kept for
+ * decoding: the table holds ids, not whatever text clients send, so it stays
+ * small in bytes as well as in entries.
+ */
+export const MAX_LEARNED_TOKEN = 256;
+
 function learn(id: number, tok: string): void {
-  if (vocab.has(id) || current.has(id)) return;
+  if (tok.length > MAX_LEARNED_TOKEN || vocab.has(id) || current.has(id)) return;
   if (current.size >= GENERATION_CAP) {
     previous = current;
     current = new Map();

@@ -384,3 +384,19 @@ Deno.test("query: with --data-parallel-rank the map still has data-parallel-size
   await using all = await startSim(["--data-parallel-size", "3", "--seed", "42"]);
   assert.deepEqual(await (await fetch(`${all.url}/query`)).json(), map);
 });
+
+Deno.test("detokenize: huge decoded texts and huge learned tokens are 400s, never 500s", async () => {
+  await using s = await startSim();
+  // A 300 000-character "word" is one token, too long to be kept for decoding.
+  const long = await (await s.post("/tokenize", { prompt: "a".repeat(300_000) })).json();
+  const res = await s.post("/detokenize", { tokens: [long.tokens[0]] });
+  assert.equal(res.status, 400);
+  await res.body?.cancel();
+  // A 256-character token is kept; a million of them decode past the bound.
+  const ok = await (await s.post("/tokenize", { prompt: "b".repeat(256) })).json();
+  const many = await s.post("/detokenize", { tokens: Array(100_000).fill(ok.tokens[0]) });
+  assert.equal(many.status, 400);
+  assert.match((await many.json()).error.message, /longer than 16777216 characters/);
+  const one = await (await s.post("/detokenize", { tokens: ok.tokens })).json();
+  assert.equal(one.prompt, "b".repeat(256));
+});

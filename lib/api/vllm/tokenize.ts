@@ -103,12 +103,28 @@ export function parseDetokenizeRequest(body: unknown): DetokenizeRequest {
 }
 
 /** The /detokenize answer `{"prompt": text}`; an id the tokenizer cannot decode is a 400. */
+/** The longest text /detokenize writes (characters); longer is a 400, not a runtime error. */
+export const MAX_DETOKENIZED = 16 * 1024 * 1024;
+
 export function detokenizeAnswer(tokenizer: Tokenizer, tokens: readonly number[]): string {
-  const text = tokenizer.tryDecode(tokens);
-  if (text === null) {
-    // Only on failure: find which id to name.
-    const bad = tokens.find((id) => tokenizer.tryDecode([id]) === null);
-    throw badRequest(`Token id ${bad} is out of vocabulary.`, "tokens");
+  // Decoded a slice at a time, so an answer over the bound stops early
+  // instead of building a string the runtime cannot hold.
+  let text = "";
+  for (let i = 0; i < tokens.length; i += 1024) {
+    const slice = tokens.slice(i, i + 1024);
+    const part = tokenizer.tryDecode(slice);
+    if (part === null) {
+      // Only on failure: find which id to name.
+      const bad = slice.find((id) => tokenizer.tryDecode([id]) === null);
+      throw badRequest(`Token id ${bad} is out of vocabulary.`, "tokens");
+    }
+    text += part;
+    if (text.length > MAX_DETOKENIZED) {
+      throw badRequest(
+        `The decoded text is longer than ${MAX_DETOKENIZED} characters; decode fewer tokens.`,
+        "tokens",
+      );
+    }
   }
   return JSON.stringify({ prompt: text });
 }
