@@ -315,6 +315,11 @@ export const OPTIONS = {
     "prefill-time-std-dev": lat("std-dev of the total prefill time"),
     "kv-cache-transfer-time-per-token": lat("KV transfer time per prompt token"),
     "kv-cache-transfer-time-std-dev": lat("std-dev of the total KV transfer time"),
+    "use-vllm-kv-transfer-params": bool(
+      false,
+      "P/D prefill answers carry this engine's id, block ids, host and port (vLLM) instead of " +
+        "the reference's DUMMY placeholders",
+    ),
     "time-factor-under-load": float(1, {
       help: "latency multiplier at max-num-seqs running requests",
       min: 1,

@@ -455,20 +455,22 @@ Deno.test("cancel a running non-streaming request", async () => {
 
 // --------------------------------------------------------------------- P/D
 
-Deno.test("P/D prefill side: do_remote_decode answers after prefill with remote_decode", async () => {
+Deno.test("P/D prefill side: do_remote_decode gives a normal answer ending remote_decode", async () => {
   await using s = await startSim([
     "--time-to-first-token",
     "100ms",
     "--inter-token-latency",
-    "50ms",
+    "10ms",
   ]);
-  for (const path of ["/v1/completions", "/v1/chat/completions"]) {
+  for (const path of ["/v1/completions", "/v1/chat/completions", "/inference/v1/generate"]) {
     const t0 = performance.now();
     const res = await s.post(path, {
       model: "test-model",
       ...(path === "/v1/completions"
         ? { prompt: "a b c d e f g h" }
-        : { messages: [{ role: "user", content: "a b c d e f g h" }] }),
+        : path === "/v1/chat/completions"
+        ? { messages: [{ role: "user", content: "a b c d e f g h" }] }
+        : { token_ids: [1, 2, 3], sampling_params: { max_tokens: 50 } }),
       max_tokens: 50,
       ignore_eos: true,
       kv_transfer_params: { do_remote_decode: true },
@@ -476,22 +478,48 @@ Deno.test("P/D prefill side: do_remote_decode answers after prefill with remote_
     const body = await res.json();
     const took = performance.now() - t0;
     assert.equal(res.status, 200);
-    // After the prefill (100 ms), long before 49 decode steps (2.45 s) more.
-    onSchedule(took, 100, `${path} answered after prefill only`);
+    // The whole answer, as the reference gives it: prefill, then 49 more steps.
+    onSchedule(took, 100 + 49 * 10, `${path} answered after its last token`);
     assert.equal(body.choices[0].finish_reason, "remote_decode");
-    assert.equal(body.usage.completion_tokens, 1);
-    const kv = body.kv_transfer_params;
-    assert.ok(kv, "kv_transfer_params returned");
-    assert.equal(kv.do_remote_prefill, true);
-    assert.equal(kv.do_remote_decode, false);
-    assert.equal(typeof kv.remote_engine_id, "string");
-    assert.ok(kv.remote_engine_id.length > 0);
-    assert.ok(Array.isArray(kv.remote_block_ids) && kv.remote_block_ids.length > 0);
-    assert.ok(kv.remote_block_ids.every((b: unknown) => Number.isInteger(b)));
-    assert.equal(typeof kv.remote_host, "string");
-    assert.equal(kv.remote_port, s.running.ranks[0].port);
-    assert.equal(kv.tp_size, 1);
+    if (path === "/inference/v1/generate") assert.equal(body.choices[0].token_ids.length, 50);
+    else assert.equal(body.usage.completion_tokens, 50);
+    // The reference's placeholders.
+    assert.deepEqual(body.kv_transfer_params, {
+      do_remote_decode: false,
+      do_remote_prefill: true,
+      remote_engine_id: "DUMMY_ID",
+      remote_block_ids: ["DUMMY_ID"],
+      remote_host: "DUMMY",
+      remote_port: 1234,
+      tp_size: 1,
+    });
   }
+  const stream = await s.post("/v1/chat/completions", {
+    model: "test-model",
+    messages: [{ role: "user", content: "x" }],
+    stream: true,
+    kv_transfer_params: { do_remote_decode: true },
+  });
+  assert.equal(stream.status, 400);
+  assert.equal((await stream.json()).error.message, "Prefill does not support streaming");
+});
+
+Deno.test("P/D prefill side: --use-vllm-kv-transfer-params names this engine and its blocks", async () => {
+  await using s = await startSim(["--use-vllm-kv-transfer-params", "--block-size", "8"]);
+  const body = await (await s.post("/v1/completions", {
+    model: "test-model",
+    prompt: Array.from({ length: 17 }, (_, i) => i + 1),
+    max_tokens: 5,
+    kv_transfer_params: { do_remote_decode: true },
+  })).json();
+  const kv = body.kv_transfer_params;
+  assert.equal(kv.do_remote_prefill, true);
+  assert.equal(kv.do_remote_decode, false);
+  assert.equal(kv.remote_engine_id, s.running.ranks[0].sim.engineId);
+  assert.deepEqual(kv.remote_block_ids, [0, 1, 2]); // 17 prompt tokens, blocks of 8
+  assert.equal(typeof kv.remote_host, "string");
+  assert.equal(kv.remote_port, s.running.ranks[0].port);
+  assert.equal(kv.tp_size, 1);
 });
 
 Deno.test("P/D decode side: do_remote_prefill waits kv-cache-transfer-latency, not TTFT", async () => {

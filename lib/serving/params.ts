@@ -7,7 +7,8 @@ export interface KvTransferParams {
   do_remote_decode?: boolean;
   do_remote_prefill?: boolean;
   remote_engine_id?: string | null;
-  remote_block_ids?: number[] | null;
+  /** Block ids; the reference's placeholder answer is ["DUMMY_ID"]. */
+  remote_block_ids?: (number | string)[] | null;
   remote_host?: string | null;
   remote_port?: number | null;
   tp_size?: number;

@@ -70,7 +70,7 @@ export function planGeneration(
   }
   const rng = sim.requestRng(params.seed);
   const remoteDecode = params.kvTransfer?.do_remote_decode === true;
-  const echo = !flags.forceCacheThreshold && !remoteDecode && cfg.mode === "echo";
+  const echo = !flags.forceCacheThreshold && cfg.mode === "echo";
   const lengths = new Array<number>(params.n);
   const finishReasons = new Array<FinishReason>(params.n);
   // Echo choices share one token list; random ones draw their own text.
@@ -83,10 +83,6 @@ export function planGeneration(
     } else if (flags.forceCacheThreshold) {
       lengths[i] = 0;
       finishReasons[i] = "cache_threshold";
-    } else if (remoteDecode) {
-      // Prefill side of P/D: one token, then the decode side takes over.
-      lengths[i] = 1;
-      finishReasons[i] = "remote_decode";
     } else if (echoed) {
       lengths[i] = echoed.length;
       finishReasons[i] = "stop";
@@ -101,9 +97,7 @@ export function planGeneration(
       finishReasons[i] = len.finishReason;
     }
   }
-  const format = echoed || flags.forceCacheThreshold || remoteDecode
-    ? undefined
-    : params.responseFormat;
+  const format = echoed || flags.forceCacheThreshold ? undefined : params.responseFormat;
   let text: Texts;
   if (params.prefillOnly) text = () => new TokenListStream([]);
   else if (echoed) {
@@ -112,7 +106,7 @@ export function planGeneration(
     text = jsonAnswers(sim, format, rng, params, lengths, finishReasons);
   } else text = randomAnswers(rng, params.n);
   let stopReasons: (string | number | null)[] | undefined;
-  if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold && !remoteDecode) {
+  if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold) {
     const cut = applyStop(params.stop, sim.tokenizer, text, lengths, finishReasons);
     text = cut.text;
     stopReasons = cut.reasons;
@@ -129,20 +123,11 @@ export function planGeneration(
     cfg,
     rng,
   };
-  const kvTransferOut: KvTransferParams | null = remoteDecode
-    ? {
-      do_remote_prefill: true,
-      do_remote_decode: false,
-      remote_engine_id: sim.engineId,
-      // The blocks holding this prompt's KV cache, for the decode side to pull.
-      remote_block_ids: Array.from(
-        { length: Math.ceil(n / cfg["block-size"]) },
-        (_, i) => i,
-      ),
-      remote_host: sim.reachableHost,
-      remote_port: sim.port,
-      tp_size: 1,
-    }
+  // The prefill side of P/D (the reference's rule): a normal answer whose
+  // finish reason says the decode happens elsewhere.
+  if (remoteDecode && !flags.forceCacheThreshold) finishReasons.fill("remote_decode");
+  const kvTransferOut = remoteDecode
+    ? (cfg["use-vllm-kv-transfer-params"] ? prefillParams(sim, n) : DUMMY_PREFILL_PARAMS)
     : null;
   return {
     promptTokens: n,
@@ -344,4 +329,32 @@ export class StopScan {
       reason: best.stop,
     };
   }
+}
+
+/** What the reference answers a prefill request with: placeholders, the same every time. */
+const DUMMY_PREFILL_PARAMS: KvTransferParams = {
+  do_remote_decode: false,
+  do_remote_prefill: true,
+  remote_engine_id: "DUMMY_ID",
+  remote_block_ids: ["DUMMY_ID"],
+  remote_host: "DUMMY",
+  remote_port: 1234,
+  tp_size: 1,
+};
+
+/** What vLLM's NIXL connector answers: this engine, its blocks, host and port. */
+function prefillParams(sim: Simulator, promptTokens: number): KvTransferParams {
+  return {
+    do_remote_prefill: true,
+    do_remote_decode: false,
+    remote_engine_id: sim.engineId,
+    // The blocks holding this prompt's KV cache, for the decode side to pull.
+    remote_block_ids: Array.from(
+      { length: Math.ceil(promptTokens / sim.config["block-size"]) },
+      (_, i) => i,
+    ),
+    remote_host: sim.reachableHost,
+    remote_port: sim.port,
+    tp_size: 1,
+  };
 }
