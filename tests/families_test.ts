@@ -189,6 +189,7 @@ Deno.test("generate: the reference's checks, in its words", async () => {
       "Prefill does not support streaming",
     ],
     [{ token_ids: [1, -2], sampling_params: {} }, "'token_ids' must be an array of token ids."],
+    [{ token_ids: [], sampling_params: {} }, "The decoder prompt cannot be empty"],
   ];
   for (const [body, message] of cases) {
     const res = await s.post("/inference/v1/generate", body);

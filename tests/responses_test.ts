@@ -252,6 +252,7 @@ Deno.test("responses: bad input is a 400 in the OpenAI error shape", async () =>
     ["missing input", {}, /input is required$/],
     ["null input", { input: null }, /input is required$/],
     ["number input", { input: 5 }, /input must be a string or array/],
+    ["empty input array", { input: [] }, /input must not be an empty array/],
     [
       "unknown item type",
       { input: [{ type: "reasoning", summary: [] }] },

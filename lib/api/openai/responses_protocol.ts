@@ -178,6 +178,8 @@ export function parseInput(raw: Json | undefined): ResponsesItem[] {
     return [{ type: "message", role: "user", parts: [{ type: "text", text: raw }] }];
   }
   if (!Array.isArray(raw)) throw parseError("input must be a string or array", "input");
+  // Nothing to answer (the reference accepts it and renders an empty prompt).
+  if (raw.length === 0) throw parseError("input must not be an empty array", "input");
   return raw.map(parseItem);
 }
 

@@ -28,6 +28,8 @@ export function parseGenerateRequest(body: unknown): GenerateRequest {
   if (!Array.isArray(ids) || !ids.every(isTokenId)) {
     throw badRequest("'token_ids' must be an array of token ids.", "token_ids");
   }
+  // vLLM's words for an empty prompt.
+  if (ids.length === 0) throw badRequest("The decoder prompt cannot be empty", "token_ids");
   const sp = optObject(body, "sampling_params");
   if (!sp) throw badRequest("Missing sampling_params field", "sampling_params");
   const mt = sp.max_tokens;
