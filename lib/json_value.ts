@@ -31,6 +31,11 @@ export interface JsonValueLimits {
   optionalPropertyPercent: number;
   /** object-tool-call-not-required-field-probability (fields of nested objects) */
   optionalFieldPercent: number;
+  /**
+   * Characters of strings one value may hold (an answer is cut at its token
+   * limit anyway); default 1 Mi.
+   */
+  maxChars?: number;
 }
 
 /** Limits from a Config. */
@@ -90,11 +95,17 @@ interface Ctx extends Work {
   readonly rng: Rng;
   readonly limits: JsonValueLimits;
   used: number;
+  /** String characters left to write: a value never grows past what an answer can hold. */
+  chars: number;
 }
+
+/** Characters of strings one value may hold when the caller sets no bound. */
+const DEFAULT_MAX_CHARS = 1 << 20;
 
 /** A value that validates against `schema`, drawn from rng. Properties visited in schema order. */
 export function randomJsonValue(schema: unknown, rng: Rng, limits: JsonValueLimits): unknown {
-  return generate(schema, { rng, limits, used: 0, checks: 0 }, 0, true);
+  const chars = limits.maxChars ?? DEFAULT_MAX_CHARS;
+  return generate(schema, { rng, limits, used: 0, checks: 0, chars }, 0, true);
 }
 
 /**
@@ -103,7 +114,46 @@ export function randomJsonValue(schema: unknown, rng: Rng, limits: JsonValueLimi
  * a contradiction anywhere in properties, items or combinator branches counts.
  */
 export function unsatisfiable(schema: unknown): string | null {
-  return problem(schema, 0, { checks: 0 });
+  return shapeProblem(schema) ?? problem(schema, 0, { checks: 0 });
+}
+
+/** Schema nodes (objects, arrays and values) one schema may have. */
+const MAX_NODES = 20_000;
+/** Branches of one anyOf / oneOf / allOf (their pairs are checked against each other). */
+const MAX_BRANCHES = 64;
+/** Values of one enum. */
+const MAX_ENUM = 1_000;
+/** JSON nesting of a schema: a schema level is two (`properties`, then the name). */
+const MAX_JSON_DEPTH = 2 * MAX_DEPTH;
+
+/**
+ * A schema too large or too deep to work on (a client's, so bounded before
+ * anything recursive touches it): depth counts every nested value, const and
+ * enum contents included. Walked with an explicit stack, never recursion.
+ */
+function shapeProblem(schema: unknown): string | null {
+  const stack: [unknown, number][] = [[schema, 0]];
+  let nodes = 0;
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (++nodes > MAX_NODES) return `the schema has more than ${MAX_NODES} nodes`;
+    if (depth > MAX_JSON_DEPTH) return `the schema nests deeper than ${MAX_JSON_DEPTH} levels`;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push([x, depth + 1]);
+    } else if (isObject(v)) {
+      for (const key of ["anyOf", "oneOf", "allOf"]) {
+        const list = v[key];
+        if (Array.isArray(list) && list.length > MAX_BRANCHES) {
+          return `${key} has more than ${MAX_BRANCHES} branches`;
+        }
+      }
+      if (Array.isArray(v.enum) && v.enum.length > MAX_ENUM) {
+        return `enum has more than ${MAX_ENUM} values`;
+      }
+      for (const x of Object.values(v)) stack.push([x, depth + 1]);
+    }
+  }
+  return null;
 }
 
 // ---------- small helpers ----------
@@ -461,6 +511,7 @@ function combinatorProblem(s: Schema, depth: number, work: Work): string | null 
   let first: string | null = null;
   for (const any of branchList(s.anyOf) ?? [{}]) {
     for (const one of branchList(s.oneOf) ?? [{}]) {
+      if (++work.checks > MAX_CHECKS) return null; // past the budget: counts as satisfiable
       const merged = mergeSub(mergeSub(base, asSchema(any)), asSchema(one));
       const p = mergedProblem(merged, depth + 1, work);
       if (p === null) return null;
@@ -475,9 +526,17 @@ function viableBranches(base: Schema, list: unknown, depth: number, work: Work):
   const all = branchList(list)?.map(asSchema);
   if (all === undefined) return null;
   const usable = all.filter((b): b is Schema => b !== false);
-  const viable = usable.filter((b) => mergedProblem(merge(base, b), depth + 1, work) === null);
+  const viable = usable.filter((b) =>
+    ++work.checks <= MAX_CHECKS && mergedProblem(merge(base, b), depth + 1, work) === null
+  );
   if (viable.length > 0) return viable;
   return usable.length > 0 ? usable : [{}];
+}
+
+/** The values of enum x also in enum y (one text per value, not one per pair). */
+function enumIntersection(x: unknown[], y: unknown[]): unknown[] {
+  const inY = new Set(y.map((w) => goJson(w)));
+  return x.filter((v) => inY.has(goJson(v)));
 }
 
 /**
@@ -555,9 +614,7 @@ function mergeKeyword(key: string, x: unknown, y: unknown): unknown {
     case "type":
       return intersectTypes(x, y);
     case "enum":
-      return Array.isArray(x) && Array.isArray(y)
-        ? x.filter((v) => y.some((w) => sameJson(v, w)))
-        : y;
+      return Array.isArray(x) && Array.isArray(y) ? enumIntersection(x, y) : y;
     default:
       return y;
   }
@@ -776,7 +833,7 @@ function generateKind(s: Schema, kind: string, ctx: Ctx, depth: number, top: boo
     case "array":
       return randomArray(s, ctx, depth);
     case "string":
-      return randomString(s, ctx.rng);
+      return randomString(s, ctx);
     case "integer":
       return randomInteger(s, ctx);
     case "number":
@@ -789,12 +846,16 @@ function generateKind(s: Schema, kind: string, ctx: Ctx, depth: number, top: boo
 }
 
 /** One word, or words joined by single spaces up to minLength, cut to maxLength. */
-function randomString(s: Schema, rng: Rng): string {
-  const min = Math.min(Math.ceil(count(s.minLength) ?? 0), MAX_MIN_LENGTH);
+function randomString(s: Schema, ctx: Ctx): string {
+  const rng = ctx.rng;
+  // Past the character budget a string stops growing (the answer is cut anyway).
+  const min = Math.min(Math.ceil(count(s.minLength) ?? 0), MAX_MIN_LENGTH, ctx.chars);
   const max = count(s.maxLength);
   let text: string = rng.pick(WORDS);
   while (text.length < min) text += " " + rng.pick(WORDS);
-  return max !== null && text.length > max ? text.slice(0, Math.floor(max)) : text;
+  const out = max !== null && text.length > max ? text.slice(0, Math.floor(max)) : text;
+  ctx.chars -= out.length;
+  return out;
 }
 
 function randomInteger(s: Schema, ctx: Ctx): number {
@@ -847,7 +908,7 @@ function randomArray(s: Schema, ctx: Ctx, depth: number): unknown[] {
   if (!optionalFits(s.items, depth, ctx)) length = Math.ceil(count(s.minItems) ?? 0);
   const seen = s.uniqueItems === true ? new Set<string>() : null;
   const out: unknown[] = [];
-  for (let i = 0; i < length && ctx.used <= HARD_BUDGET; i++) {
+  for (let i = 0; i < length && ctx.used <= HARD_BUDGET && ctx.chars > 0; i++) {
     let item = generate(itemSchema(s, i), ctx, depth + 1, false);
     if (seen !== null) {
       for (let r = 0; r < MAX_REDRAWS && seen.has(goJson(item)); r++) {
@@ -909,7 +970,10 @@ function randomObject(s: Schema, ctx: Ctx, depth: number, top: boolean): Schema 
   for (const key of undeclared) put(out, key, generate(extra, ctx, depth + 1, false));
   // Extras only when minProperties asks for more than the declared properties.
   const missing = Math.min((count(s.minProperties) ?? 0) - Object.keys(out).length, MAX_MIN_ITEMS);
-  for (const key of extraNames(out, missing)) put(out, key, generate(extra, ctx, depth + 1, false));
+  for (const key of extraNames(out, missing)) {
+    if (ctx.chars <= 0 || ctx.used > HARD_BUDGET) break;
+    put(out, key, generate(extra, ctx, depth + 1, false));
+  }
   return out;
 }
 

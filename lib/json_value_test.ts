@@ -395,9 +395,11 @@ Deno.test("a property named __proto__ stays a property", () => {
 
 Deno.test("deep and explosive schemas stay bounded", () => {
   let deep: Record<string, unknown> = { type: "string" };
-  for (let i = 0; i < 200; i++) deep = { type: "object", properties: { x: deep }, required: ["x"] };
+  for (let i = 0; i < 30; i++) deep = { type: "object", properties: { x: deep }, required: ["x"] };
   assert.equal(unsatisfiable(deep), null);
   assert.ok(goJson(randomJsonValue(deep, new Rng(1), DEFAULTS)).startsWith('{"x":{"x":'));
+  for (let i = 0; i < 170; i++) deep = { type: "object", properties: { x: deep }, required: ["x"] };
+  assert.equal(unsatisfiable(deep), "the schema nests deeper than 64 levels");
 
   let wide: Record<string, unknown> = { type: "integer" };
   for (let i = 0; i < 12; i++) wide = { type: "array", items: wide, minItems: 5, maxItems: 5 };
@@ -412,6 +414,51 @@ Deno.test("deep and explosive schemas stay bounded", () => {
   unsatisfiable(chain);
   randomJsonValue(chain, new Rng(1), DEFAULTS);
   assert.ok(performance.now() - t0 < 2000);
+});
+
+Deno.test("hostile schemas: refused by their shape, or bounded in size and time", () => {
+  const t0 = performance.now();
+  // Shapes that used to cost seconds to hours, or a 500 from native recursion.
+  let nested: unknown = 1;
+  for (let i = 0; i < 200_000; i++) nested = [nested];
+  const refused: [unknown, string][] = [
+    [{ const: nested }, "the schema nests deeper than 64 levels"],
+    [
+      { type: "integer", anyOf: Array(1500).fill({}), oneOf: Array(1500).fill({}) },
+      "anyOf has more than 64 branches",
+    ],
+    [{ enum: Array.from({ length: 3000 }, (_, i) => i) }, "enum has more than 1000 values"],
+    [
+      {
+        type: "object",
+        properties: Object.fromEntries(Array.from({ length: 25_000 }, (_, i) => [`p${i}`, {}])),
+      },
+      "the schema has more than 20000 nodes",
+    ],
+  ];
+  for (const [schema, message] of refused) assert.equal(unsatisfiable(schema), message);
+  // 64 × 64 branch pairs, and two 1 000-value enums merged: fast.
+  const pairs = {
+    type: "integer",
+    minimum: 5,
+    maximum: 1,
+    anyOf: Array(64).fill({}),
+    oneOf: Array(64).fill({}),
+  };
+  unsatisfiable(pairs);
+  const enums = {
+    allOf: [
+      { enum: Array.from({ length: 1000 }, (_, i) => i) },
+      { enum: Array.from({ length: 1000 }, (_, i) => i + 500) },
+    ],
+  };
+  assert.equal(unsatisfiable(enums), null); // 500..999 are in both
+  randomJsonValue(enums, new Rng(1), DEFAULTS);
+  // Strings stop growing at the character budget.
+  const big = { type: "array", minItems: 200, items: { type: "string", minLength: 100_000 } };
+  const text = goJson(randomJsonValue(big, new Rng(1), { ...DEFAULTS, maxChars: 50_000 }));
+  assert.ok(text.length < 60_000, `${text.length} characters`);
+  assert.ok(performance.now() - t0 < 3000, `${performance.now() - t0} ms`);
 });
 
 Deno.test("jsonValueLimits reads the tool-call flags", () => {
