@@ -252,7 +252,7 @@ Deno.test("stop: strings and token ids cut the answer; streamed pieces add up to
   }
   assert.equal(text, full.slice(0, cutAt));
   assert.equal(finish, "stop");
-  // A stop token id: the answer ends after that token, which stays in the text.
+  // A stop token id: the answer ends with that token, whose text is left out (vLLM).
   const tok = await (await s.post("/tokenize", { prompt: full })).json();
   const id = tok.tokens[5];
   const byId = await s.post("/v1/completions", {
@@ -265,7 +265,10 @@ Deno.test("stop: strings and token ids cut the answer; streamed pieces add up to
   });
   const body = await byId.json();
   assert.equal(body.choices[0].stop_reason, id);
-  assert.ok(body.usage.completion_tokens <= 6);
+  const k = body.usage.completion_tokens;
+  assert.ok(k <= 6);
+  const before = await (await s.post("/detokenize", { tokens: tok.tokens.slice(0, k - 1) })).json();
+  assert.equal(body.choices[0].text, before.prompt);
   for (const bad of [{ stop: [""] }, { stop: 5 }, { stop_token_ids: ["a"] }]) {
     const res = await s.post("/v1/completions", { model: "test-model", prompt: "x", ...bad });
     assert.equal(res.status, 400, JSON.stringify(bad));
@@ -503,4 +506,50 @@ Deno.test("every generation family: failure injection and X-Return-Error in its 
     assertErrorShape(json, 503, anthropic);
     if (anthropic) assert.equal(json.error.type, "overloaded_error");
   }
+});
+
+Deno.test("cache_threshold answers: no role chunk, an empty delta, null cache details", async () => {
+  await using s = await startSim();
+  const req = { model: "test-model", messages: [{ role: "user", content: "x" }] };
+  const header = { "x-cache-threshold-finish-reason": "true" };
+  const body = await (await s.post("/v1/chat/completions", req, header)).json();
+  assert.equal(body.choices[0].finish_reason, "cache_threshold");
+  assert.equal(body.usage.completion_tokens, 0);
+  assert.equal(body.usage.prompt_tokens_details, null);
+  const stream = await s.post(
+    "/v1/chat/completions",
+    { ...req, stream: true, stream_options: { include_usage: true } },
+    header,
+  );
+  const frames = (await stream.text()).split("\n\n").filter((f) => f !== "");
+  assert.equal(frames.length, 3);
+  const first = JSON.parse(frames[0].slice(6));
+  assert.deepEqual(first.choices[0].delta, {});
+  assert.equal(first.choices[0].finish_reason, "cache_threshold");
+  assert.equal(JSON.parse(frames[1].slice(6)).usage.prompt_tokens_details, null);
+  assert.equal(frames[2], "data: [DONE]");
+});
+
+Deno.test("response_format answers stay inside the context window and the output budget", async () => {
+  await using s = await startSim(["--max-model-len", "300"]);
+  const long = {
+    type: "json_schema",
+    json_schema: { name: "long", schema: { type: "string", minLength: 20_000 } },
+  };
+  const r = await (await s.post("/v1/chat/completions", {
+    model: "test-model",
+    messages: [{ role: "user", content: "x" }],
+    response_format: long,
+  })).json();
+  assert.equal(r.choices[0].finish_reason, "length");
+  assert.equal(r.usage.total_tokens, 300);
+  // Without max_tokens a JSON answer reserves the whole window per sequence.
+  const over = await s.post("/v1/chat/completions", {
+    model: "test-model",
+    messages: [{ role: "user", content: "x" }],
+    response_format: long,
+    n: 1000,
+  });
+  assert.equal(over.status, 400);
+  assert.match((await over.json()).error.message, /--max-output-tokens-per-request/);
 });

@@ -12,6 +12,8 @@ export interface UsageCounts {
   prompt: number;
   completion: number;
   cached: number;
+  /** A cache_threshold answer: no cache details are reported (api.md). */
+  thresholdAnswer?: boolean;
 }
 
 /**
@@ -61,12 +63,16 @@ export interface CompletedAnswer {
 
 export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
   let prompt = 0, completion = 0, cached = 0;
+  let thresholdAnswer = false;
   for (const p of plans) {
     prompt += p.promptTokens;
     cached += p.cachedTokens;
     for (const len of p.spec.lengths) completion += len;
+    if (p.spec.finishReasons[0] === "cache_threshold") thresholdAnswer = true;
   }
-  return { prompt, completion, cached };
+  return thresholdAnswer
+    ? { prompt, completion, cached, thresholdAnswer }
+    : { prompt, completion, cached };
 }
 
 /**

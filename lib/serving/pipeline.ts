@@ -13,7 +13,7 @@ import type { ResolvedModel } from "../models.ts";
 import type { Simulator } from "../simulator.ts";
 import { type CompletedAnswer, completedAnswer, type OutputEncoder } from "./output.ts";
 import type { GenerationFlags, GenerationParams, PromptInput } from "./params.ts";
-import { type GenerationPlan, planGeneration } from "./plan.ts";
+import { type GenerationPlan, OutputBudget, planGeneration } from "./plan.ts";
 import { collectPlans, type SignalSource, streamPlans } from "./stream.ts";
 
 /** A parsed generation request: its parameters and its prompts, one engine request each. */
@@ -56,9 +56,13 @@ export function admit(
   if (params.stream && params.kvTransfer?.do_remote_decode === true) {
     throw badRequest("Prefill does not support streaming", "stream");
   }
-  checkSequences(prompts.length * params.n, cfg);
-  const plans = prompts.map((p) => planGeneration(sim, params, p, model, flags));
-  checkOutputBudget(plans, params.maxTokens, cfg);
+  const sequences = prompts.length * params.n;
+  checkSequences(sequences, cfg);
+  const budget = new OutputBudget(cfg["max-output-tokens-per-request"], params.maxTokens);
+  // With max_tokens the whole reservation is known before anything is drawn.
+  if (params.maxTokens !== undefined) budget.take(sequences * params.maxTokens);
+  const perPlan = params.maxTokens === undefined ? budget : undefined;
+  const plans = prompts.map((p) => planGeneration(sim, params, p, model, flags, perPlan));
   return { model, plans };
 }
 
@@ -115,24 +119,5 @@ function checkSequences(sequences: number, cfg: Config): void {
     `This request asks for ${sequences} sequences (prompts × n); at most ${max} per request ` +
       `(--max-sequences-per-request).`,
     "n",
-  );
-}
-
-/**
- * --max-output-tokens-per-request: what the request's sequences may
- * generate, counted before anything runs: max_tokens for each (a promise the
- * client asked for), else the length drawn for it.
- */
-function checkOutputBudget(plans: GenerationPlan[], maxTokens: number | undefined, cfg: Config) {
-  const max = cfg["max-output-tokens-per-request"];
-  let reserved = 0;
-  for (const p of plans) {
-    for (const len of p.spec.lengths) reserved += maxTokens ?? len;
-  }
-  if (reserved <= max) return;
-  throw badRequest(
-    `This request may generate up to ${reserved} tokens over its sequences; at most ${max} ` +
-      `per request (--max-output-tokens-per-request). Lower max_tokens or n.`,
-    maxTokens === undefined ? "n" : "max_tokens",
   );
 }

@@ -54,12 +54,35 @@ export interface GenerationPlan {
   kvTransferOut: KvTransferParams | null;
 }
 
+/**
+ * --max-output-tokens-per-request, counted as a request's plans are drawn
+ * and before any answer text is made (a JSON answer or a stop rule's
+ * read-ahead costs work per token): max_tokens for each sequence (a promise
+ * the client asked for), else the length drawn for it.
+ */
+export class OutputBudget {
+  #reserved = 0;
+  constructor(readonly max: number, readonly maxTokens: number | undefined) {}
+
+  /** Reserves `tokens`; throws the 400 once the request is over the limit. */
+  take(tokens: number): void {
+    this.#reserved += tokens;
+    if (this.#reserved <= this.max) return;
+    throw badRequest(
+      `This request may generate up to ${this.#reserved} tokens over its sequences; at most ` +
+        `${this.max} per request (--max-output-tokens-per-request). Lower max_tokens or n.`,
+      this.maxTokens === undefined ? "n" : "max_tokens",
+    );
+  }
+}
+
 export function planGeneration(
   sim: Simulator,
   params: GenerationParams,
   prompt: PromptInput,
   model: ResolvedModel,
   flags: GenerationFlags = {},
+  budget?: OutputBudget,
 ): GenerationPlan {
   const cfg = sim.config;
   const maxModelLen = cfg["max-model-len"];
@@ -98,12 +121,19 @@ export function planGeneration(
     }
   }
   const format = echoed || flags.forceCacheThreshold ? undefined : params.responseFormat;
+  // A JSON answer may run to the context window when no max_tokens bounds it.
+  const jsonLimit = params.maxTokens ?? Math.max(1, maxModelLen - n);
+  if (budget) {
+    let tokens = 0;
+    for (const len of lengths) tokens += format ? jsonLimit : params.maxTokens ?? len;
+    budget.take(tokens);
+  }
   let text: Texts;
   if (params.prefillOnly) text = () => new TokenListStream([]);
   else if (echoed) {
     text = () => new TokenListStream(echoed);
   } else if (format) {
-    text = jsonAnswers(sim, format, rng, params, lengths, finishReasons);
+    text = jsonAnswers(sim, format, rng, jsonLimit, lengths, finishReasons);
   } else text = randomAnswers(rng, params.n);
   let stopReasons: (string | number | null)[] | undefined;
   if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold) {
@@ -166,14 +196,15 @@ function randomAnswers(rng: Rng, n: number): Texts {
 /**
  * response_format answers: JSON text that parses (json_object) or validates
  * against the schema (json_schema), drawn like tool arguments and cut at
- * max_tokens like any answer (finish_reason length). A schema no value can
- * satisfy is a 400.
+ * `limit` tokens (max_tokens, else the context window) like any answer
+ * (finish_reason length). A schema no value can satisfy, or one too large or
+ * deep to work on, is a 400.
  */
 function jsonAnswers(
   sim: Simulator,
   format: ResponseFormat,
   rng: Rng,
-  params: GenerationParams,
+  limit: number,
   lengths: number[],
   finishReasons: FinishReason[],
 ): (j: number) => TextStream {
@@ -182,13 +213,25 @@ function jsonAnswers(
   if (problem !== null) {
     throw badRequest(`Invalid response_format schema: ${problem}`, "response_format");
   }
-  const limits = jsonValueLimits(sim.config);
+  // No much more string text than the answer can hold: generated strings are
+  // words of at most 11 letters and a space, so 16 characters a token still
+  // reaches the limit when the schema asks for more.
+  const limits = { ...jsonValueLimits(sim.config), maxChars: limit * 16 };
   const answers: string[][] = [];
   for (let j = 0; j < lengths.length; j++) {
-    const pieces = sim.tokenizer.tokenize(JSON.stringify(randomJsonValue(schema, rng, limits)));
-    const max = params.maxTokens;
-    const cut = max !== undefined && pieces.length > max;
-    answers.push(cut ? pieces.slice(0, max) : pieces);
+    let json: string;
+    try {
+      json = JSON.stringify(randomJsonValue(schema, rng, limits));
+    } catch (e) {
+      // Native recursion past the stack on a hostile value: the client's fault.
+      if (e instanceof RangeError) {
+        throw badRequest("Invalid response_format schema: too deep to answer", "response_format");
+      }
+      throw e;
+    }
+    const pieces = sim.tokenizer.tokenize(json);
+    const cut = pieces.length > limit;
+    answers.push(cut ? pieces.slice(0, limit) : pieces);
     lengths[j] = answers[j].length;
     finishReasons[j] = cut ? "length" : "stop";
   }
@@ -205,9 +248,9 @@ const JSON_OBJECT_SCHEMA = {
 /**
  * `stop` and `stop_token_ids` (vLLM): each choice is read ahead on a copy of
  * its text. The answer ends at the first token that completes a stop string
- * (cut before the string, or after it with include_stop_str_in_output) or
- * that is a stop token (kept). The tokens up to there still count, as in
- * vLLM. The text is not held: it is searched a block at a time, each stop
+ * (cut before the string) or that is a stop token (left out of the text);
+ * include_stop_str_in_output keeps either. The tokens up to there still
+ * count, as in vLLM. The text is not held: it is searched a block at a time, each stop
  * with one native search per block, keeping only the overlap a stop string
  * can straddle.
  */
@@ -281,7 +324,9 @@ export class StopScan {
         if (id !== null) {
           // A stop string completed earlier in this block wins over the token.
           const hit = this.#search(buf, base, searched, ends, firstToken);
-          return hit ?? { tokens: k + 1, chars: base + buf.length + piece.length, reason: id };
+          // vLLM leaves the stop token's text out unless include_stop_str_in_output.
+          const chars = base + buf.length + (this.rule.includeStop ? piece.length : 0);
+          return hit ?? { tokens: k + 1, chars, reason: id };
         }
       }
       buf += piece;
@@ -301,7 +346,7 @@ export class StopScan {
     return null;
   }
 
-  /** The stop completed first (earliest token, then earliest start) in the unsearched text. */
+  /** The stop completed first (earliest token, then list order) in the unsearched text. */
   #search(
     buf: string,
     base: number,
@@ -318,7 +363,8 @@ export class StopScan {
       let t = 0;
       while (t < ends.length && ends[t] < end) t++;
       const token = firstToken + t;
-      if (best === null || token < best.token || (token === best.token && at < best.at)) {
+      // Stops completing at the same token: the first in the list wins (vLLM).
+      if (best === null || token < best.token) {
         best = { token, at, stop };
       }
     }

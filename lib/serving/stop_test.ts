@@ -6,20 +6,25 @@ import { regexTokenizer } from "../tokenizer.ts";
 import { STOP_BLOCK, StopScan } from "./plan.ts";
 import type { StopRule } from "./params.ts";
 
-/** The obvious algorithm: after each token, look for any stop in all the text so far. */
+/**
+ * The obvious algorithm, vLLM's rules: after each token, a stop token ends the
+ * answer (its text left out), else the first stop string in list order found
+ * where the token could have completed it.
+ */
 function naive(rule: StopRule, pieces: string[]) {
   let text = "";
   for (let k = 0; k < pieces.length; k++) {
     const id = regexTokenizer.encode(pieces[k]).find((x) => rule.tokenIds.includes(x));
     if (id !== undefined) {
-      return { tokens: k + 1, chars: text.length + pieces[k].length, reason: id };
+      const chars = text.length + (rule.includeStop ? pieces[k].length : 0);
+      return { tokens: k + 1, chars, reason: id };
     }
     const before = text.length;
     text += pieces[k];
     let best: { at: number; stop: string } | null = null;
     for (const stop of rule.strings) {
       const at = text.indexOf(stop, Math.max(0, before - stop.length + 1));
-      if (at >= 0 && (best === null || at < best.at)) best = { at, stop };
+      if (at >= 0 && best === null) best = { at, stop }; // the first in list order
     }
     if (best) {
       return {

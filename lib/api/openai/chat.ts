@@ -75,8 +75,14 @@ export function chatEncoder(meta: AnswerMeta, body: ChatRequest): OutputEncoder 
       return role + prefix(index) + JSON.stringify(text) + rest;
     },
     // A choice with tokens ended in its last token's frame.
+    // (a cache_threshold answer has no role chunk: an empty delta, api.md).
     choiceEnd: (index, finish, tokens) =>
-      tokens > 0 ? "" : frame(index, `{"role":"assistant","content":""}`, finish, nullUsage),
+      tokens > 0 ? "" : frame(
+        index,
+        finish === "cache_threshold" ? "{}" : `{"role":"assistant","content":""}`,
+        finish,
+        nullUsage,
+      ),
     end: (u) => (body.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,
   };
 }

@@ -13,14 +13,15 @@ export function usageJson(u: UsageCounts): UsageJson {
     prompt_tokens: u.prompt,
     total_tokens: u.prompt + u.completion,
     completion_tokens: u.completion,
-    prompt_tokens_details: { cached_tokens: u.cached },
+    prompt_tokens_details: u.thresholdAnswer ? null : { cached_tokens: u.cached },
   };
 }
 
 /** usageJson's JSON text, written directly (same bytes as JSON.stringify). */
 export function usageText(u: UsageCounts): string {
+  const details = u.thresholdAnswer ? "null" : `{"cached_tokens":${u.cached}}`;
   return `{"prompt_tokens":${u.prompt},"total_tokens":${u.prompt + u.completion},` +
-    `"completion_tokens":${u.completion},"prompt_tokens_details":{"cached_tokens":${u.cached}}}`;
+    `"completion_tokens":${u.completion},"prompt_tokens_details":${details}}`;
 }
 
 /** `stop_reason` as JSON: the stop string or token id that ended a choice. */
