@@ -1,10 +1,11 @@
 /**
  * Built-in sentences used to generate random response text, embedded so no
  * file is read at run time. Pre-tokenized once at module load with the
- * built-in regex tokenizer, whose permanent vocabulary they also fill.
+ * built-in regex tokenizer; their tokens are every simulator's base
+ * vocabulary for decoding.
  */
 
-import { addVocabulary, regexTokenizer } from "./tokenizer.ts";
+import { regexTokenizer, vocabularyOf } from "./tokenizer.ts";
 
 export const SENTENCES: readonly string[] = Object.freeze([
   "The morning train was late again, so she read another chapter on the platform.",
@@ -102,9 +103,7 @@ export const SENTENCES: readonly string[] = Object.freeze([
 function tokenizeAll(prefix: string): readonly (readonly string[])[] {
   const out: (readonly string[])[] = [];
   for (const s of SENTENCES) {
-    const toks = regexTokenizer.tokenize(prefix + s);
-    addVocabulary(toks);
-    out.push(Object.freeze(toks));
+    out.push(Object.freeze(regexTokenizer.tokenize(prefix + s)));
   }
   return Object.freeze(out);
 }
@@ -126,4 +125,13 @@ export const SENTENCE_TEXT: readonly string[] = Object.freeze(
 /** Each sentence's spaced tokens joined (a space, then the sentence). */
 export const SENTENCE_TEXT_SPACED: readonly string[] = Object.freeze(
   SENTENCE_TOKENS_SPACED.map((t) => t.join("")),
+);
+
+/**
+ * Every token the built-in sentences are made of, by id: the base vocabulary
+ * of each simulator's tokenizer (shared read-only), so generated answers
+ * always decode.
+ */
+export const SENTENCE_VOCABULARY: ReadonlyMap<number, string> = vocabularyOf(
+  [...SENTENCE_TOKENS, ...SENTENCE_TOKENS_SPACED].flat(),
 );

@@ -9,8 +9,10 @@ import { Engine } from "./engine.ts";
 import { levelFromVerbosity, Logger, type LogLevel } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { ModelRegistry } from "./models.ts";
+import { HeldRequests } from "./failures.ts";
 import { derivedSeed, Rng } from "./rng.ts";
-import { regexTokenizer, type Tokenizer } from "./tokenizer.ts";
+import { SENTENCE_VOCABULARY } from "./sentences.ts";
+import { RegexTokenizer, type Tokenizer } from "./tokenizer.ts";
 
 /** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
 export interface SleepHook {
@@ -24,7 +26,8 @@ export class Simulator {
   readonly models: ModelRegistry;
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly tokenizer: Tokenizer = regexTokenizer;
+  /** This simulator's own: its decode table is filled only by its own requests. */
+  readonly tokenizer: Tokenizer = new RegexTokenizer(SENTENCE_VOCABULARY);
   readonly rng: Rng;
   readonly startedAt = performance.now();
   /** The engine id P/D peers see: one per rank, derived from the seed so replays match. */
@@ -36,6 +39,8 @@ export class Simulator {
   sleeping = false;
   /** Env VLLM_SERVER_DEV_MODE=1 at start-up: with enable-sleep-mode it unlocks /sleep. */
   devMode = false;
+  /** Requests held open by `timeout` failures. */
+  readonly held = new HeldRequests();
   /** Run on /sleep and /wake_up (e.g. the KV cache clears and re-enables itself). */
   readonly sleepHooks: SleepHook[] = [];
 

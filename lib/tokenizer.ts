@@ -13,8 +13,8 @@
  * and processes.
  *
  * `decode` maps ids back through a reverse table filled by every `encode` call
- * (bounded, see {@link REVERSE_TABLE_CAP}) plus a permanent vocabulary (the
- * built-in sentences register theirs at load, see {@link addVocabulary}).
+ * (bounded, see {@link REVERSE_TABLE_CAP}) plus a read-only base vocabulary
+ * given at construction (the built-in sentences', see {@link vocabularyOf}).
  * Unknown ids decode to the placeholder ` <id>` (e.g. ` <12345>`), so a decode
  * is never silently lossy; `tryDecode` answers null instead (/detokenize's 400).
  */
@@ -35,6 +35,13 @@ const TOKEN_RE = /\s*[\p{L}\p{M}\p{N}_]+|\s*[^\s\p{L}\p{M}\p{N}_]|\s+/gu;
 /** Maximum number of learned (non-permanent) entries kept for `decode`. */
 export const REVERSE_TABLE_CAP = 1_000_000;
 const GENERATION_CAP = REVERSE_TABLE_CAP / 2;
+
+/**
+ * Longer tokens (a run of letters the splitter keeps whole) are not kept for
+ * decoding: the table holds ids, not whatever text clients send, so it stays
+ * small in bytes as well as in entries.
+ */
+export const MAX_LEARNED_TOKEN = 256;
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -73,45 +80,6 @@ export function fnv1a32(s: string): number {
     h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
   }
   return h >>> 0;
-}
-
-// ---------------------------------------------------------------------------
-// Reverse table: permanent vocabulary + two bounded generations of learned ids.
-
-const vocab = new Map<number, string>();
-let current = new Map<number, string>();
-let previous = new Map<number, string>();
-
-/**
- * Longer tokens (a run of letters the splitter keeps whole) are not kept for
- * decoding: the table holds ids, not whatever text clients send, so it stays
- * small in bytes as well as in entries.
- */
-export const MAX_LEARNED_TOKEN = 256;
-
-function learn(id: number, tok: string): void {
-  if (tok.length > MAX_LEARNED_TOKEN || vocab.has(id) || current.has(id)) return;
-  if (current.size >= GENERATION_CAP) {
-    previous = current;
-    current = new Map();
-  }
-  current.set(id, tok);
-}
-
-function lookup(id: number): string | undefined {
-  return vocab.get(id) ?? current.get(id) ?? previous.get(id);
-}
-
-/**
- * Registers tokens permanently for `decode` (the built-in sentence vocabulary
- * is registered this way). Not subject to the reverse table's cap, so only use
- * it for fixed, trusted vocabularies.
- */
-export function addVocabulary(tokens: Iterable<string>): void {
-  for (const t of tokens) {
-    const id = fnv1a32(t);
-    if (!vocab.has(id)) vocab.set(id, t);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -181,44 +149,86 @@ function countTokens(text: string): number {
   return k;
 }
 
-function encodeText(text: string): number[] {
-  const toks = tokenizeText(text);
-  const out: number[] = new Array(toks.length);
-  for (let i = 0; i < toks.length; i++) {
-    const tok = toks[i];
-    const id = fnv1a32(tok);
-    learn(id, tok);
-    out[i] = id;
+/**
+ * The built-in regex tokenizer. Tokenizing is pure; what an instance keeps is
+ * its reverse table for `decode`: a read-only base vocabulary (the built-in
+ * sentences', shared by every instance) and two bounded generations of ids
+ * it has encoded. Each simulator owns an instance, so one pod's clients never
+ * fill another's table.
+ */
+export class RegexTokenizer implements Tokenizer {
+  readonly name = "regex";
+  #current = new Map<number, string>();
+  #previous = new Map<number, string>();
+
+  constructor(private readonly vocab: ReadonlyMap<number, string> = new Map()) {}
+
+  tokenize(text: string): string[] {
+    return tokenizeText(text);
   }
-  return out;
+
+  count(text: string): number {
+    return countTokens(text);
+  }
+
+  encode(text: string): number[] {
+    const toks = tokenizeText(text);
+    const out: number[] = new Array(toks.length);
+    for (let i = 0; i < toks.length; i++) {
+      const tok = toks[i];
+      const id = fnv1a32(tok);
+      this.#learn(id, tok);
+      out[i] = id;
+    }
+    return out;
+  }
+
+  decode(ids: readonly number[]): string {
+    let s = "";
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      const t = this.#lookup(id);
+      s += t !== undefined ? t : ` <${id}>`;
+    }
+    return s;
+  }
+
+  tryDecode(ids: readonly number[]): string | null {
+    let s = "";
+    for (let i = 0; i < ids.length; i++) {
+      const t = this.#lookup(ids[i]);
+      if (t === undefined) return null;
+      s += t;
+    }
+    return s;
+  }
+
+  #learn(id: number, tok: string): void {
+    if (tok.length > MAX_LEARNED_TOKEN || this.vocab.has(id) || this.#current.has(id)) return;
+    if (this.#current.size >= GENERATION_CAP) {
+      this.#previous = this.#current;
+      this.#current = new Map();
+    }
+    this.#current.set(id, tok);
+  }
+
+  #lookup(id: number): string | undefined {
+    return this.vocab.get(id) ?? this.#current.get(id) ?? this.#previous.get(id);
+  }
 }
 
-function decodeIds(ids: readonly number[]): string {
-  let s = "";
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    const t = lookup(id);
-    s += t !== undefined ? t : ` <${id}>`;
+/** A vocabulary for decoding: each token's id → the token (a fixed, trusted list). */
+export function vocabularyOf(tokens: Iterable<string>): Map<number, string> {
+  const vocab = new Map<number, string>();
+  for (const t of tokens) {
+    const id = fnv1a32(t);
+    if (!vocab.has(id)) vocab.set(id, t);
   }
-  return s;
+  return vocab;
 }
 
-function tryDecodeIds(ids: readonly number[]): string | null {
-  let s = "";
-  for (let i = 0; i < ids.length; i++) {
-    const t = lookup(ids[i]);
-    if (t === undefined) return null;
-    s += t;
-  }
-  return s;
-}
-
-/** The built-in regex tokenizer (a process-wide singleton). */
-export const regexTokenizer: Tokenizer = {
-  name: "regex",
-  tokenize: tokenizeText,
-  encode: encodeText,
-  decode: decodeIds,
-  tryDecode: tryDecodeIds,
-  count: countTokens,
-};
+/**
+ * An instance for code that only tokenizes (its table is never shared with
+ * a simulator's): the sentences' own tokenizing, tests.
+ */
+export const regexTokenizer: Tokenizer = new RegexTokenizer();

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { clampedNormal, Rng } from "../lib/rng.ts";
-import { fnv1a32, regexTokenizer } from "../lib/tokenizer.ts";
-import { SENTENCE_TOKENS, SENTENCE_TOKENS_SPACED, SENTENCES } from "../lib/sentences.ts";
+import { fnv1a32, RegexTokenizer, regexTokenizer } from "../lib/tokenizer.ts";
+import {
+  SENTENCE_TOKENS,
+  SENTENCE_TOKENS_SPACED,
+  SENTENCE_VOCABULARY,
+  SENTENCES,
+} from "../lib/sentences.ts";
 import {
   bucketRange,
   builtinTextSource,
@@ -169,7 +174,10 @@ Deno.test("tokenizer: count == encode length, ids are FNV-1a, decode round-trips
 
 Deno.test("tokenizer: sentence vocabulary decodes without prior encode", () => {
   const toks = SENTENCE_TOKENS_SPACED[3];
-  assert.equal(regexTokenizer.decode(toks.map(fnv1a32)), " " + SENTENCES[3]);
+  const tokenizer = new RegexTokenizer(SENTENCE_VOCABULARY);
+  assert.equal(tokenizer.decode(toks.map(fnv1a32)), " " + SENTENCES[3]);
+  // Without the base vocabulary nothing is known before it is encoded.
+  assert.equal(new RegexTokenizer().tryDecode(toks.map(fnv1a32)), null);
 });
 
 Deno.test("sentences: pre-tokenized forms match", () => {

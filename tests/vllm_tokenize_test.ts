@@ -138,7 +138,8 @@ Deno.test("detokenize: encode → detokenize round trip", async () => {
 Deno.test("detokenize: a loaded adapter is a valid model, an unknown one is 404", async () => {
   await using s = await startSim();
   await loadLora(s, "my-lora");
-  const ids = regexTokenizer.encode("round trip");
+  // The server decodes what it has encoded (its own table, not this process's).
+  const ids = (await (await s.post("/tokenize", { prompt: "round trip" })).json()).tokens;
   const ok = await s.post("/detokenize", { model: "my-lora", tokens: ids });
   assert.equal(ok.status, 200);
   assert.deepEqual(await ok.json(), { prompt: "round trip" });
@@ -159,7 +160,7 @@ Deno.test("detokenize: bad tokens and undecodable ids → 400", async () => {
   for (const tokens of ["abc", [1, -2], [1.5], ["1"], 7]) {
     await expectError(s, "/detokenize", { tokens }, 400, shape);
   }
-  const known = regexTokenizer.encode("Hello");
+  const known = (await (await s.post("/tokenize", { prompt: "Hello" })).json()).tokens;
   await expectError(
     s,
     "/detokenize",
@@ -383,6 +384,28 @@ Deno.test("query: with --data-parallel-rank the map still has data-parallel-size
   // Same seed, same ids as the in-process ranks above.
   await using all = await startSim(["--data-parallel-size", "3", "--seed", "42"]);
   assert.deepEqual(await (await fetch(`${all.url}/query`)).json(), map);
+});
+
+Deno.test("detokenize: each simulator decodes only what it has encoded itself", async () => {
+  await using a = await startSim();
+  await using b = await startSim();
+  const ids = (await (await a.post("/tokenize", { prompt: "zebra-crossing" })).json()).tokens;
+  assert.deepEqual(await (await a.post("/detokenize", { tokens: ids })).json(), {
+    prompt: "zebra-crossing",
+  });
+  // Another pod in the same process never saw these ids.
+  const other = await b.post("/detokenize", { tokens: ids });
+  assert.equal(other.status, 400);
+  await other.body?.cancel();
+  // The built-in sentences' tokens decode everywhere.
+  const answer = await (await b.post("/v1/completions", {
+    model: "test-model",
+    prompt: "x",
+    max_tokens: 5,
+  })).json();
+  const own = (await (await a.post("/tokenize", { prompt: answer.choices[0].text })).json()).tokens;
+  const back = await (await b.post("/detokenize", { tokens: own })).json();
+  assert.equal(back.prompt, answer.choices[0].text);
 });
 
 Deno.test("detokenize: huge decoded texts and huge learned tokens are 400s, never 500s", async () => {
