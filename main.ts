@@ -5,7 +5,6 @@
  */
 import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "./lib/config.ts";
 import type { LoadedConfig } from "./lib/config.ts";
-import { releaseHeld } from "./lib/failures.ts";
 import { Logger } from "./lib/log.ts";
 import { SupervisedServer } from "./lib/net/listener.ts";
 import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
@@ -191,7 +190,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   const ranks: RunningRank[] = [];
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
-    for (const r of ranks) releaseHeld(r.sim); // `timeout` failures would hold the drain
+    for (const r of ranks) r.sim.held.releaseAll(); // `timeout` failures would hold the drain
     const drained = Promise.all([
       ...ranks.map((r) => r.listener.shutdown()),
       metrics?.listener.shutdown(),

@@ -67,62 +67,58 @@ export function drawFailure(cfg: Config, rng: Rng): FailureType | null {
   return types.length === 1 ? types[0] : rng.pick(types);
 }
 
-/** Release functions of the requests each owner (a Simulator) holds open. */
-const held = new WeakMap<object, Set<(reason: unknown) => void>>();
-
-/** Requests `owner` currently holds open for a `timeout` failure. */
-export function heldRequests(owner: object): number {
-  return held.get(owner)?.size ?? 0;
-}
-
-/** Owners shutting down: a hold there answers at once. */
-const closing = new WeakSet<object>();
 const shuttingDown = () => new ApiError(503, "The server is shutting down.");
 
 /**
- * Ends every request `owner` holds, and every later hold at once (shutdown:
- * draining must not wait for the bound).
+ * The requests one simulator holds open for `timeout` failures (each
+ * simulator owns one: nothing is shared between pods in a process).
  */
-export function releaseHeld(owner: object): void {
-  closing.add(owner);
-  for (const release of [...(held.get(owner) ?? [])]) release(shuttingDown());
-}
+export class HeldRequests {
+  readonly #releases = new Set<(reason: unknown) => void>();
+  /** Shutting down: a new hold answers at once. */
+  #closing = false;
 
-/**
- * Holds a request open without answering. Rejects with the abort reason as
- * soon as `signal` aborts (the client left; nothing is kept), with a 408
- * ApiError after `limitMs`, or with a 503 on releaseHeld (shutdown).
- *
- * The caller's signal must cover every disconnect: Deno 2.9 reports them on
- * req.signal only for small requests, so routes pass RequestContext's
- * clientGone() (routes/disconnect.ts fills the gap).
- */
-export function holdOpen(
-  owner: object,
-  signal: AbortSignal,
-  limitMs: number = TIMEOUT_HOLD_MS,
-): Promise<never> {
-  return new Promise<never>((_resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    if (closing.has(owner)) return reject(shuttingDown());
-    let set = held.get(owner);
-    if (!set) held.set(owner, set = new Set());
-    const release = (reason: unknown) => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      set.delete(release);
-      reject(reason);
-    };
-    const onAbort = () => release(signal.reason);
-    const timer = setTimeout(() => {
-      release(
-        new ApiError(
-          408,
-          `Request timed out: simulated timeout failure held for ${limitMs / 1000}s.`,
-        ),
-      );
-    }, limitMs);
-    set.add(release);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+  /** Requests held right now. */
+  get size(): number {
+    return this.#releases.size;
+  }
+
+  /**
+   * Holds a request open without answering. Rejects with the abort reason as
+   * soon as `signal` aborts (the client left; nothing is kept), with a 408
+   * ApiError after `limitMs`, or with a 503 on releaseAll (shutdown).
+   *
+   * The caller's signal must cover every disconnect: Deno 2.9 reports them on
+   * req.signal only for small requests, so routes pass RequestContext's
+   * clientGone() (routes/disconnect.ts fills the gap).
+   */
+  hold(signal: AbortSignal, limitMs: number = TIMEOUT_HOLD_MS): Promise<never> {
+    return new Promise<never>((_resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      if (this.#closing) return reject(shuttingDown());
+      const release = (reason: unknown) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        this.#releases.delete(release);
+        reject(reason);
+      };
+      const onAbort = () => release(signal.reason);
+      const timer = setTimeout(() => {
+        release(
+          new ApiError(
+            408,
+            `Request timed out: simulated timeout failure held for ${limitMs / 1000}s.`,
+          ),
+        );
+      }, limitMs);
+      this.#releases.add(release);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Ends every held request, and every later hold at once (shutdown: the drain must not wait). */
+  releaseAll(): void {
+    this.#closing = true;
+    for (const release of [...this.#releases]) release(shuttingDown());
+  }
 }

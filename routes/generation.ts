@@ -6,7 +6,7 @@
  */
 import type { Config } from "../lib/config.ts";
 import { ApiError } from "../lib/errors.ts";
-import { failureError, holdOpen } from "../lib/failures.ts";
+import { failureError } from "../lib/failures.ts";
 import type { CompletedAnswer, OutputEncoder } from "../lib/serving/output.ts";
 import type { GenerationFlags } from "../lib/serving/params.ts";
 import {
@@ -112,6 +112,6 @@ export function injectFailure(ctx: RequestContext): Promise<never> | undefined {
   const { sim } = ctx;
   const type = injectedFailure(sim);
   if (type === null) return undefined;
-  if (type === "timeout") return holdOpen(sim, ctx.clientGone());
+  if (type === "timeout") return sim.held.hold(ctx.clientGone());
   throw failureError(type, sim.config.model);
 }

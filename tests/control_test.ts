@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { Config } from "../lib/config.ts";
 import { ApiError } from "../lib/errors.ts";
-import { heldRequests, holdOpen, releaseHeld } from "../lib/failures.ts";
+import { HeldRequests } from "../lib/failures.ts";
 import { startSim, type TestServer, waitFor } from "./helpers.ts";
 
 const CHAT = {
@@ -217,10 +217,10 @@ Deno.test("failure injection: timeout holds until the client gives up, then free
   assert.ok(waited >= 250 && waited < 5000, `gave up after ${waited}ms`);
   // The SDK's abandoned request is released too (routes/disconnect.ts notices
   // what Deno does not report for requests of this size).
-  await waitFor(() => heldRequests(sim) === 0);
+  await waitFor(() => sim.held.size === 0);
   // Raw fetch with an AbortSignal, streaming and not: the hold ends as soon
   // as the server sees the client leave.
-  const base = heldRequests(sim);
+  const base = sim.held.size;
   for (const stream of [false, true]) {
     const ac = new AbortController();
     const pending = fetch(`${s.url}/v1/completions`, {
@@ -228,10 +228,10 @@ Deno.test("failure injection: timeout holds until the client gives up, then free
       body: JSON.stringify({ model: "test-model", prompt: "x", stream }),
       signal: ac.signal,
     });
-    await waitFor(() => heldRequests(sim) === base + 1);
+    await waitFor(() => sim.held.size === base + 1);
     ac.abort();
     await assert.rejects(pending);
-    await waitFor(() => heldRequests(sim) === base);
+    await waitFor(() => sim.held.size === base);
   }
   // nothing ever reached the engine, nothing is left behind
   assert.equal(sim.engine.runningCount, 0);
@@ -249,38 +249,38 @@ Deno.test("failure injection: shutdown releases held requests at once", async ()
   const s = await startSim(["--failure-injection-rate", "100", "--failure-types", "timeout"]);
   const sim = s.running.ranks[0].sim;
   const pending = s.client.chat.completions.create(CHAT).catch((e: unknown) => e);
-  await waitFor(() => heldRequests(sim) === 1);
+  await waitFor(() => sim.held.size === 1);
   const t0 = performance.now();
   await s.close();
   assert.ok(performance.now() - t0 < 2000, "the drain does not wait for the hold's bound");
   const e = await pending;
   assert.ok(e instanceof OpenAI.InternalServerError, `got ${String(e)}`);
   assert.equal(e.status, 503);
-  assert.equal(heldRequests(sim), 0);
+  assert.equal(sim.held.size, 0);
 });
 
-Deno.test("failure injection: holdOpen ends on its bound, on abort and on release", async () => {
-  const owner = {};
-  const e = await rejection(() => holdOpen(owner, new AbortController().signal, 30));
+Deno.test("failure injection: a hold ends on its bound, on abort and on release", async () => {
+  const held = new HeldRequests();
+  const e = await rejection(() => held.hold(new AbortController().signal, 30));
   assert.ok(e instanceof ApiError);
   assert.equal(e.status, 408);
-  assert.equal(heldRequests(owner), 0);
+  assert.equal(held.size, 0);
 
   const ac = new AbortController();
-  const p = holdOpen(owner, ac.signal, 60_000);
-  assert.equal(heldRequests(owner), 1);
+  const p = held.hold(ac.signal, 60_000);
+  assert.equal(held.size, 1);
   ac.abort();
   await assert.rejects(p);
-  assert.equal(heldRequests(owner), 0);
+  assert.equal(held.size, 0);
 
-  const q = holdOpen(owner, new AbortController().signal, 60_000);
-  releaseHeld(owner);
+  const q = held.hold(new AbortController().signal, 60_000);
+  held.releaseAll();
   const r = await rejection(() => q);
   assert.ok(r instanceof ApiError && r.status === 503);
   // once released (shutting down), new holds answer at once
-  const later = await rejection(() => holdOpen(owner, new AbortController().signal, 60_000));
+  const later = await rejection(() => held.hold(new AbortController().signal, 60_000));
   assert.ok(later instanceof ApiError && later.status === 503);
-  assert.equal(heldRequests(owner), 0);
+  assert.equal(held.size, 0);
 });
 
 // ---------- X-Return-Error ----------

@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { Job } from "../lib/engine.ts";
-import { heldRequests } from "../lib/failures.ts";
 import { collectOpen } from "../routes/disconnect.ts";
 import { startSim, waitFor } from "./helpers.ts";
 
@@ -97,10 +96,10 @@ Deno.test("a held `timeout` failure with a large body is freed when the client l
     body: JSON.stringify({ model: "test-model", prompt: "word ".repeat(3000) }),
     signal: ac.signal,
   }).catch(() => null);
-  await waitFor(() => heldRequests(sim) === 1, WAIT_MS, "request held");
+  await waitFor(() => sim.held.size === 1, WAIT_MS, "request held");
   ac.abort();
   await pending;
-  await waitFor(() => heldRequests(sim) === 0, WAIT_MS, "hold released on disconnect");
+  await waitFor(() => sim.held.size === 0, WAIT_MS, "hold released on disconnect");
 });
 
 Deno.test("collectOpen reads established client ports of our port from /proc/net/tcp", () => {
