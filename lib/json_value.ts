@@ -535,9 +535,12 @@ function viableBranches(base: Schema, list: unknown, depth: number, work: Work):
 
 /** The values of enum x also in enum y (one text per value, not one per pair). */
 function enumIntersection(x: unknown[], y: unknown[]): unknown[] {
-  const inY = new Set(y.map((w) => goJson(w)));
-  return x.filter((v) => inY.has(goJson(v)));
+  const inY = new Set(y.map(enumKey));
+  return x.filter((v) => inY.has(enumKey(v)));
 }
+
+/** A value's identity for enum equality: its Go JSON text, with -0 equal to 0. */
+const enumKey = (v: unknown): string => v === 0 ? "0" : goJson(v);
 
 /**
  * A merged schema's own problem, or one in what a value must contain. Merging
