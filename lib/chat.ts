@@ -4,6 +4,9 @@
  * converted to these before their prompt is rendered and tokenized.
  */
 
+import type { PromptInput } from "./serving/params.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+
 export interface ToolCall {
   id: string;
   name: string;
@@ -31,6 +34,19 @@ export function renderChat(messages: readonly ChatMessage[]): string {
     s += "\n";
   }
   return s + "<|assistant|>\n";
+}
+
+/**
+ * A chat prompt as the engine takes it: the rendered conversation's token
+ * count, and what echo mode answers (by default the last user message).
+ * Every family that converts to chat messages counts its prompt here.
+ */
+export function chatPrompt(
+  messages: readonly ChatMessage[],
+  tokenizer: Tokenizer,
+  echoText: string = lastUserText(messages),
+): PromptInput {
+  return { promptTokens: tokenizer.count(renderChat(messages)), echoText };
 }
 
 /** What echo mode answers: the last user message, else the last message. */

@@ -6,7 +6,7 @@
  * content_block_stop, message_delta, message_stop. Bodies are written
  * directly as JSON text in the reference's key order.
  */
-import { lastUserText, renderChat } from "../../chat.ts";
+import { chatPrompt } from "../../chat.ts";
 import type { FinishReason } from "../../engine.ts";
 import {
   type CompletedAnswer,
@@ -21,13 +21,7 @@ import type { AnswerMeta } from "../openai/common.ts";
 import type { MessagesRequest } from "./protocol.ts";
 
 export function messagesInput(body: MessagesRequest, tokenizer: Tokenizer): GenerationInput {
-  return {
-    params: body,
-    prompts: [{
-      promptTokens: tokenizer.count(renderChat(body.messages)),
-      echoText: lastUserText(body.messages),
-    }],
-  };
+  return { params: body, prompts: [chatPrompt(body.messages, tokenizer)] };
 }
 
 export function messageId(meta: AnswerMeta): string {

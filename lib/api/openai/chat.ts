@@ -4,7 +4,7 @@
  * frames. Frames are written from fixed prefixes, so a token costs one
  * string concatenation; tests/golden_test.ts pins the bytes.
  */
-import { lastUserText, renderChat } from "../../chat.ts";
+import { chatPrompt } from "../../chat.ts";
 import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
@@ -14,13 +14,7 @@ import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.t
 import type { ChatRequest } from "./protocol.ts";
 
 export function chatInput(body: ChatRequest, tokenizer: Tokenizer): GenerationInput {
-  return {
-    params: body,
-    prompts: [{
-      promptTokens: tokenizer.count(renderChat(body.messages)),
-      echoText: lastUserText(body.messages),
-    }],
-  };
+  return { params: body, prompts: [chatPrompt(body.messages, tokenizer)] };
 }
 
 export function chatId(meta: AnswerMeta): string {

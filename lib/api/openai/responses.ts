@@ -8,7 +8,7 @@
  * --use-vllm-responses-format, responses_vllm.ts writes vLLM's bytes instead.
  */
 import type { ChatMessage } from "../../chat.ts";
-import { renderChat } from "../../chat.ts";
+import { chatPrompt } from "../../chat.ts";
 import type { CompletedAnswer, OutputEncoder, UsageCounts } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
 import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
@@ -73,10 +73,7 @@ export function echoText(items: readonly ResponsesItem[]): string {
 export function responsesInput(body: ResponsesRequest, tokenizer: Tokenizer): GenerationInput {
   return {
     params: body,
-    prompts: [{
-      promptTokens: tokenizer.count(renderChat(itemsToMessages(body.input))),
-      echoText: echoText(body.input),
-    }],
+    prompts: [chatPrompt(itemsToMessages(body.input), tokenizer, echoText(body.input))],
   };
 }
 
