@@ -10,6 +10,11 @@ import { SupervisedServer } from "./lib/net/listener.ts";
 import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
 import { guardProcess } from "./lib/process_guard.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
+import {
+  selectTokenizer,
+  type TokenizerChoice,
+  TokenizerLoadError,
+} from "./lib/tokenizer/select.ts";
 import { DisconnectWatcher } from "./routes/disconnect.ts";
 import { createRouter, type ServeHandler } from "./routes/router.ts";
 import { METRICS_PORT_ROUTES, ROUTES } from "./routes/table.ts";
@@ -94,9 +99,11 @@ function listen(
   tls: Tls,
   env: Record<string, string | undefined>,
   opts: StartOptions,
+  tokenizer: TokenizerChoice,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
-  const sim = new Simulator(loaded, opts.quiet ? new Logger("error") : undefined, rank);
+  const log = opts.quiet ? new Logger("error") : undefined;
+  const sim = new Simulator(loaded, log, rank, tokenizer.create());
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
   const scheme = "cert" in tls ? "https" : "http";
   return new Promise((resolve) => {
@@ -187,6 +194,13 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   }
   const basePort = opts.port ?? cfg.port;
   const tls = tlsOptions(cfg);
+  let tokenizer: TokenizerChoice;
+  try {
+    tokenizer = await selectTokenizer(loaded, env, opts.quiet ? new Logger("error") : log);
+  } catch (e) {
+    if (e instanceof TokenizerLoadError) throw new StartupError(`tokenizer: ${e.message}`);
+    throw e;
+  }
   const ranks: RunningRank[] = [];
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
@@ -221,7 +235,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       const rank = single ? cfg["data-parallel-rank"]! : i;
       // Port 0 asks the OS for a free port per rank.
       port = basePort === 0 ? 0 : basePort + i;
-      ranks.push(await listen(loaded, rank, port, tls, env, opts));
+      ranks.push(await listen(loaded, rank, port, tls, env, opts, tokenizer));
     }
     if (cfg["metrics-port"] !== undefined) {
       port = cfg["metrics-port"];

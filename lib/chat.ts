@@ -4,8 +4,9 @@
  * converted to these before their prompt is rendered and tokenized.
  */
 
+import type { MediaItem } from "./api/vllm/features.ts";
 import type { PromptInput } from "./serving/params.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import type { ChatOptions, Encoding, Tokenizer } from "./tokenizer.ts";
 
 export interface ToolCall {
   id: string;
@@ -16,24 +17,25 @@ export interface ToolCall {
 
 export interface ChatMessage {
   role: string;
-  /** Text parts joined; "" when there is none. */
+  /**
+   * The content as the built-in chat text shows it (the reference's
+   * PlainText): a string as is; of parts, the text parts and each image as
+   * `image: <url>`, joined by "\n".
+   */
+  content: string;
+  /** Only the text parts, joined by "\n": what a chat template and echo mode see. */
   text: string;
-  imageCount: number;
+  /** Image, audio and video parts, in order (render features, sidecar timeouts). */
+  media?: MediaItem[];
   /** An assistant message's tool calls. */
   toolCalls?: ToolCall[];
   /** A tool message's answer to this call. */
   toolCallId?: string;
 }
 
-/** The prompt the tokenizer counts: a minimal chat template. */
-export function renderChat(messages: readonly ChatMessage[]): string {
-  let s = "";
-  for (const m of messages) {
-    s += `<|${m.role}|>\n${m.text}`;
-    if (m.toolCalls) { for (const c of m.toolCalls) s += `[${c.name}(${c.arguments})]`; }
-    s += "\n";
-  }
-  return s + "<|assistant|>\n";
+/** A message whose content is a plain string. */
+export function textMessage(role: string, text: string): ChatMessage {
+  return { role, content: text, text };
 }
 
 /**
@@ -45,8 +47,11 @@ export function chatPrompt(
   messages: readonly ChatMessage[],
   tokenizer: Tokenizer,
   echoText: string = lastUserText(messages),
-): PromptInput {
-  return { promptTokens: tokenizer.count(renderChat(messages)), echoText };
+  opts?: ChatOptions,
+): PromptInput | Promise<PromptInput> {
+  const enc = tokenizer.encodeChat(messages, opts);
+  const input = (e: Encoding): PromptInput => ({ promptTokens: e.ids.length, echoText });
+  return enc instanceof Promise ? enc.then(input) : input(enc);
 }
 
 /** What echo mode answers: the last user message, else the last message. */
@@ -55,4 +60,15 @@ export function lastUserText(messages: readonly ChatMessage[]): string {
     if (messages[i].role === "user") return messages[i].text;
   }
   return messages.at(-1)?.text ?? "";
+}
+
+/** A tool as chat templates take it (transformers' JSON-schema form). */
+export function functionTool(
+  name: string,
+  description: string,
+  parameters: unknown,
+): Record<string, unknown> {
+  const fn: Record<string, unknown> = { name, description };
+  if (parameters !== undefined && parameters !== null) fn.parameters = parameters;
+  return { type: "function", function: fn };
 }

@@ -48,6 +48,8 @@ export interface LoadedConfig {
   warnings: string[];
   /** False when the seed was derived from the start time (log it so runs can be replayed). */
   seedGiven: boolean;
+  /** The options some layer set (flag, env or YAML), as opposed to defaults. */
+  given: ReadonlySet<string>;
   configFile?: string;
 }
 
@@ -558,7 +560,8 @@ export function loadConfig(
   const seedGiven = raw.has("seed");
   if (!seedGiven) config.seed = Math.round((performance.timeOrigin + performance.now()) * 1e6);
   validate(config);
-  return { config, warnings, seedGiven, ...(configFile ? { configFile } : {}) };
+  const given = new Set<string>(raw.keys());
+  return { config, warnings, seedGiven, given, ...(configFile ? { configFile } : {}) };
 }
 
 // ---------- run-time updates, JSON view, help ----------

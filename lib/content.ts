@@ -4,13 +4,8 @@
  */
 
 import type { Rng } from "./rng.ts";
-import type { Tokenizer } from "./tokenizer.ts";
-import {
-  SENTENCE_TEXT,
-  SENTENCE_TEXT_SPACED,
-  SENTENCE_TOKENS,
-  SENTENCE_TOKENS_SPACED,
-} from "./sentences.ts";
+import type { SentenceTable } from "./tokenizer.ts";
+import { BUILTIN_SENTENCES } from "./tokenizer/builtin.ts";
 
 export type LengthFinishReason = "stop" | "length";
 
@@ -108,12 +103,6 @@ export function responseLength(rng: Rng, opts: ResponseLengthOptions): ResponseL
   return { length, limit: m, finishReason: length === m ? "length" : "stop" };
 }
 
-/** A source of answer text; a dataset-backed source can implement this too. */
-export interface TextSource {
-  /** Exactly `n` token strings (n ≤ 0 → empty). */
-  tokens(rng: Rng, n: number): string[];
-}
-
 /** An answer's tokens and the text they make up. */
 export interface TokenText {
   /** The token strings; empty when they were not asked for. */
@@ -125,26 +114,28 @@ export interface TokenText {
 }
 
 /**
- * Token strings of built-in sentences picked at random and joined with a
- * space between sentences, cut to exactly `n` tokens. Uses the pre-tokenized
- * sentences; nothing is re-tokenized.
+ * Token strings of sentences picked at random and concatenated (each ends
+ * with its space), cut to exactly `n` tokens: RandomTextStream's draws.
+ * Uses the pre-tokenized sentences; nothing is re-tokenized.
  */
-export function randomTokens(rng: Rng, n: number): string[] {
-  return randomText(rng, n).tokens;
-}
-
-/**
- * randomTokens with the text of the tokens alongside: RandomTextStream's
- * draws, the one place they are made.
- */
-export function randomText(rng: Rng, n: number, withTokens = true): TokenText {
+export function randomText(
+  rng: Rng,
+  n: number,
+  withTokens = true,
+  table: SentenceTable = BUILTIN_SENTENCES,
+): TokenText {
   if (!(n > 0)) return { tokens: [], text: "", length: 0 };
-  const stream = new RandomTextStream(rng);
+  const stream = new RandomTextStream(rng, table);
   // A complete (non-streamed) answer needs only the text and the count.
   if (!withTokens) return { tokens: [], text: stream.take(n), length: n };
   const tokens = new Array<string>(n);
   for (let i = 0; i < n; i++) tokens[i] = stream.next();
   return { tokens, text: tokens.join(""), length: n };
+}
+
+/** randomText's token strings. */
+export function randomTokens(rng: Rng, n: number, table?: SentenceTable): string[] {
+  return randomText(rng, n, true, table).tokens;
 }
 
 /**
@@ -159,28 +150,17 @@ export interface TextStream {
   take(n: number): string;
 }
 
-/** Built-in sentences picked at random, the draws of randomText. */
+/** Sentences picked at random, the draws of randomText. */
 export class RandomTextStream implements TextStream {
-  #table: readonly (readonly string[])[] = SENTENCE_TOKENS;
-  #texts: readonly string[] = SENTENCE_TEXT;
   #toks: readonly string[] = [];
   #index = 0;
   #pos = 0;
-  constructor(private readonly rng: Rng) {}
-
-  #pick(): void {
-    this.#index = this.rng.pickIndex(this.#table.length);
-    this.#toks = this.#table[this.#index];
-    this.#pos = 0;
-  }
+  constructor(private readonly rng: Rng, private readonly table: SentenceTable) {}
 
   #nextSentence(): void {
-    if (this.#toks.length > 0) {
-      // Sentences after the first carry their leading space.
-      this.#table = SENTENCE_TOKENS_SPACED;
-      this.#texts = SENTENCE_TEXT_SPACED;
-    }
-    this.#pick();
+    this.#index = this.rng.pickIndex(this.table.tokens.length);
+    this.#toks = this.table.tokens[this.#index];
+    this.#pos = 0;
   }
 
   next(): string {
@@ -195,7 +175,7 @@ export class RandomTextStream implements TextStream {
         this.#nextSentence();
         // A whole sentence contributes its pre-joined text.
         if (this.#toks.length <= n) {
-          text += this.#texts[this.#index];
+          text += this.table.texts[this.#index];
           n -= this.#toks.length;
           this.#pos = this.#toks.length;
           continue;
@@ -247,12 +227,4 @@ export class CutTextStream implements TextStream {
     this.#left = 0;
     return out;
   }
-}
-
-/** The built-in random-sentence text source. */
-export const builtinTextSource: TextSource = { tokens: randomTokens };
-
-/** Token strings of `text` (echo mode). Concatenated, they give back `text`. */
-export function echoTokens(tokenizer: Tokenizer, text: string): string[] {
-  return tokenizer.tokenize(text);
 }

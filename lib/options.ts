@@ -378,7 +378,6 @@ export const OPTIONS = {
     "kv-events-replay-endpoint": str("", "ZMQ ROUTER bind address for replay; empty disables"),
     "kv-events-replay-queue-size": int(1024, { help: "batches kept for replay", min: 1 }),
     "global-cache-hit-threshold": float(0, { help: "cache hit threshold", min: 0, max: 1 }),
-    "tokenizers-cache-dir": str("", "where tokenizers are cached"),
   }, { planned: true }),
   ...section("Failure injection", {
     "failure-injection-rate": float(0, {
@@ -408,14 +407,16 @@ export const OPTIONS = {
     "dataset-table-name": str("llmd", "dataset table to read"),
   }, { planned: true }),
   ...section("Tokenizer", {
-    tokenizer: later(str("", {
-      help: "directory or file holding tokenizer.json",
+    tokenizer: str("", {
+      help: "tokenizer.json (or its directory), or a Hugging Face repo id",
       defaultText: "model",
-    })),
-    "force-dummy-tokenizer": bool(false, "always use the built-in regex tokenizer"),
-    "render-url": str("localhost:8082", { help: "external tokenizer service", ignored: true }),
-    "render-timeout": dur(30_000, { help: "external tokenizer timeout", ignored: true }),
-    "mm-render-timeout": dur(60_000, { help: "external multimodal render timeout", ignored: true }),
+    }),
+    revision: str("main", "Hugging Face revision (branch, tag or commit) of the tokenizer"),
+    "force-dummy-tokenizer": bool(false, "always use the built-in tokenizer"),
+    "tokenizers-cache-dir": str("", "Hugging Face hub cache (default HF_HUB_CACHE, $HF_HOME/hub)"),
+    "render-url": str("http://localhost:8082", "vLLM render sidecar, used when given explicitly"),
+    "render-timeout": dur(30_000, "render sidecar request timeout"),
+    "mm-render-timeout": dur(60_000, "render sidecar timeout for messages with images"),
   }),
   ...section("Embeddings", {
     "default-embedding-dimensions": int(384, { help: "embedding vector size", min: 1 }),

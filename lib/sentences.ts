@@ -1,11 +1,10 @@
 /**
  * Built-in sentences used to generate random response text, embedded so no
- * file is read at run time. Pre-tokenized once at module load with the
- * built-in regex tokenizer; their tokens are every simulator's base
- * vocabulary for decoding.
+ * file is read at run time. Each tokenizer cuts them into its own tokens
+ * once (`Tokenizer.sentences`).
  */
 
-import { regexTokenizer, vocabularyOf } from "./tokenizer.ts";
+import type { SentenceTable } from "./tokenizer.ts";
 
 export const SENTENCES: readonly string[] = Object.freeze([
   "The morning train was late again, so she read another chapter on the platform.",
@@ -100,38 +99,21 @@ export const SENTENCES: readonly string[] = Object.freeze([
   "He made a list of lists and then lost it.",
 ]);
 
-function tokenizeAll(prefix: string): readonly (readonly string[])[] {
-  const out: (readonly string[])[] = [];
-  for (const s of SENTENCES) {
-    out.push(Object.freeze(regexTokenizer.tokenize(prefix + s)));
-  }
-  return Object.freeze(out);
+/**
+ * The sentences cut into a tokenizer's output pieces. Each is cut with a
+ * trailing space, as the reference's sentences are written, so sentences
+ * concatenate into a text with a space between them.
+ */
+export function sentenceTable(
+  sentences: readonly string[],
+  pieces: (text: string) => string[],
+): SentenceTable {
+  const tokens = sentences.map((s) => Object.freeze(pieces(s + " ")));
+  const texts = tokens.map((t) => t.join(""));
+  return Object.freeze({
+    tokens: Object.freeze(tokens),
+    texts: Object.freeze(texts),
+    // deno-lint-ignore no-control-regex
+    jsonSafe: texts.every((t) => !/["\\\u0000-\u001f\u2028\u2029]/.test(t)),
+  });
 }
-
-/** Token strings of each sentence as it appears first in a text (no leading space). */
-export const SENTENCE_TOKENS: readonly (readonly string[])[] = tokenizeAll("");
-
-/**
- * Token strings of each sentence as it appears after another sentence, i.e.
- * tokenized with the separating space attached to its first token.
- */
-export const SENTENCE_TOKENS_SPACED: readonly (readonly string[])[] = tokenizeAll(" ");
-
-/** Each sentence's tokens joined: the text SENTENCE_TOKENS[i] stands for. */
-export const SENTENCE_TEXT: readonly string[] = Object.freeze(
-  SENTENCE_TOKENS.map((t) => t.join("")),
-);
-
-/** Each sentence's spaced tokens joined (a space, then the sentence). */
-export const SENTENCE_TEXT_SPACED: readonly string[] = Object.freeze(
-  SENTENCE_TOKENS_SPACED.map((t) => t.join("")),
-);
-
-/**
- * Every token the built-in sentences are made of, by id: the base vocabulary
- * of each simulator's tokenizer (shared read-only), so generated answers
- * always decode.
- */
-export const SENTENCE_VOCABULARY: ReadonlyMap<number, string> = vocabularyOf(
-  [...SENTENCE_TOKENS, ...SENTENCE_TOKENS_SPACED].flat(),
-);

@@ -11,8 +11,8 @@ import { Metrics } from "./metrics.ts";
 import { ModelRegistry } from "./models.ts";
 import { HeldRequests } from "./failures.ts";
 import { derivedSeed, Rng } from "./rng.ts";
-import { SENTENCE_VOCABULARY } from "./sentences.ts";
-import { RegexTokenizer, type Tokenizer } from "./tokenizer.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import { BuiltinTokenizer } from "./tokenizer/builtin.ts";
 
 /** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
 export interface SleepHook {
@@ -26,8 +26,8 @@ export class Simulator {
   readonly models: ModelRegistry;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** This simulator's own: its decode table is filled only by its own requests. */
-  readonly tokenizer: Tokenizer = new RegexTokenizer(SENTENCE_VOCABULARY);
+  /** This simulator's own (a loaded tokenizer's files are shared read-only). */
+  readonly tokenizer: Tokenizer;
   readonly rng: Rng;
   readonly startedAt = performance.now();
   /** The engine id P/D peers see: one per rank, derived from the seed so replays match. */
@@ -44,8 +44,14 @@ export class Simulator {
   /** Run on /sleep and /wake_up (e.g. the KV cache clears and re-enables itself). */
   readonly sleepHooks: SleepHook[] = [];
 
-  constructor(loaded: LoadedConfig, log?: Logger, readonly rank = 0) {
+  constructor(
+    loaded: LoadedConfig,
+    log?: Logger,
+    readonly rank = 0,
+    tokenizer: Tokenizer = new BuiltinTokenizer(),
+  ) {
     const cfg = loaded.config;
+    this.tokenizer = tokenizer;
     this.#cfg = cfg;
     this.port = cfg.port;
     this.reachableHost = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;

@@ -1,47 +1,68 @@
 /**
- * The built-in regex tokenizer (used when no real tokenizer is available or
- * `--force-dummy-tokenizer` is set).
+ * The one tokenizer interface (tokenizers.md): every count, id, token string
+ * and decode goes through it, whichever of the three implementations was
+ * chosen at start-up (lib/tokenizer/select.ts):
+ * - built-in: the reference simulator's regex splitter with FNV-1a 32 ids
+ *   (lib/tokenizer/builtin.ts);
+ * - Hugging Face: a model's tokenizer.json and chat template, in-process
+ *   (lib/tokenizer/huggingface.ts);
+ * - render sidecar: a vLLM render server over HTTP (lib/tokenizer/render_client.ts).
  *
- * Tokens, left to right:
- * - a run of letters / marks / digits / underscore, with its leading whitespace;
- * - a single other character (punctuation, symbol, emoji code point, …), with
- *   its leading whitespace;
- * - trailing whitespace at the end of the text, alone.
- *
- * Concatenating the tokens reproduces the input exactly. A token's id is the
- * unsigned FNV-1a 32-bit hash of its UTF-8 bytes, so ids are stable across runs
- * and processes.
- *
- * `decode` maps ids back through a reverse table filled by every `encode` call
- * (bounded, see {@link REVERSE_TABLE_CAP}) plus a read-only base vocabulary
- * given at construction (the built-in sentences', see {@link vocabularyOf}).
- * Unknown ids decode to the placeholder ` <id>` (e.g. ` <12345>`), so a decode
- * is never silently lossy; `tryDecode` answers null instead (/detokenize's 400).
+ * Prompt encodings may be asynchronous (the sidecar answers over HTTP); the
+ * in-process tokenizers answer synchronously, so the hot path never awaits.
+ * Output-side calls (pieces, decode) are always synchronous.
  */
 
-export interface Tokenizer {
-  readonly name: string;
-  tokenize(text: string): string[];
-  encode(text: string): number[];
-  decode(ids: readonly number[]): string;
-  /** The text of `ids`, or null when any id is not in the reverse table. */
-  tryDecode(ids: readonly number[]): string | null;
-  count(text: string): number;
+import type { ChatMessage } from "./chat.ts";
+import type { MultimodalFeatures } from "./api/vllm/features.ts";
+
+export type TokenizerKind = "built-in" | "huggingface" | "render";
+
+/** A prompt as the tokenizer encoded it. */
+export interface Encoding {
+  ids: number[];
+  /** The text that was encoded (a chat's rendering); what token strings are cut from. */
+  text: string;
+  /** Multimodal features from the render sidecar, passed through unchanged. */
+  features?: MultimodalFeatures;
 }
 
-/** Unicode-aware token pattern; shared, never recompiled. */
-const TOKEN_RE = /\s*[\p{L}\p{M}\p{N}_]+|\s*[^\s\p{L}\p{M}\p{N}_]|\s+/gu;
+/** What a chat template may be given besides the messages. */
+export interface ChatOptions {
+  /** The request's tools, in OpenAI's `{type:"function", function:{...}}` form. */
+  tools?: readonly unknown[];
+}
 
-/** Maximum number of learned (non-permanent) entries kept for `decode`. */
-export const REVERSE_TABLE_CAP = 1_000_000;
-const GENERATION_CAP = REVERSE_TABLE_CAP / 2;
+/** An answer text cut into the tokens it is sent as. */
+export interface SentenceTable {
+  /** Each sentence's output pieces (a trailing space included, as the reference's sentences). */
+  readonly tokens: readonly (readonly string[])[];
+  /** Each sentence's pieces joined. */
+  readonly texts: readonly string[];
+  /** No piece needs escaping in a JSON string (frames are then written without it). */
+  readonly jsonSafe: boolean;
+}
 
-/**
- * Longer tokens (a run of letters the splitter keeps whole) are not kept for
- * decoding: the table holds ids, not whatever text clients send, so it stays
- * small in bytes as well as in entries.
- */
-export const MAX_LEARNED_TOKEN = 256;
+export interface Tokenizer {
+  readonly kind: TokenizerKind;
+  /** A text prompt's ids (completions, /tokenize, embeddings, render). */
+  encode(text: string, addSpecialTokens?: boolean): Encoding | Promise<Encoding>;
+  /** A chat's ids: the model's chat template, or the built-in chat text. */
+  encodeChat(messages: readonly ChatMessage[], opts?: ChatOptions): Encoding | Promise<Encoding>;
+  /** The token strings of an encoding, one per id (/tokenize's `token_strs`). */
+  tokenStrings(enc: Encoding): string[];
+  /**
+   * Output pieces of `text` (echo answers, JSON answers): one string per
+   * token, concatenating to `text`, never splitting a character.
+   */
+  pieces(text: string): string[];
+  /** The ids of an output piece (generate's token ids). */
+  pieceIds(piece: string): number[];
+  /** The text of `ids`, or null when an id cannot be decoded. */
+  decode(ids: readonly number[]): string | null;
+  /** The built-in sentences cut into this tokenizer's tokens (random answers). */
+  readonly sentences: SentenceTable;
+}
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -81,154 +102,3 @@ export function fnv1a32(s: string): number {
   }
   return h >>> 0;
 }
-
-// ---------------------------------------------------------------------------
-// Scanning.
-
-/** ASCII character classes: 1 = whitespace, 2 = word, 0 = other. */
-const ASCII_CLASS = new Uint8Array(128);
-for (let c = 0; c < 128; c++) {
-  if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) ASCII_CLASS[c] = 1;
-  else if (
-    (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
-    c === 0x5f
-  ) ASCII_CLASS[c] = 2;
-}
-
-/**
- * End offset of the token starting at `p` using the fast ASCII path, or -1 when
- * a non-ASCII character is involved (the caller then falls back to the regex).
- */
-function asciiTokenEnd(text: string, p: number, n: number): number {
-  let q = p;
-  let c = 0;
-  while (q < n) {
-    c = text.charCodeAt(q);
-    if (c >= 0x80) return -1;
-    if (ASCII_CLASS[c] !== 1) break;
-    q++;
-  }
-  if (q === n) return n;
-  if (ASCII_CLASS[c] === 0) return q + 1;
-  q++;
-  while (q < n) {
-    c = text.charCodeAt(q);
-    if (c >= 0x80) return -1;
-    if (ASCII_CLASS[c] !== 2) return q;
-    q++;
-  }
-  return n;
-}
-
-/** End offset of the token starting at `p` (< n) via the regex. */
-function regexTokenEnd(text: string, p: number): number {
-  TOKEN_RE.lastIndex = p;
-  TOKEN_RE.test(text); // always matches: every character belongs to some class
-  return TOKEN_RE.lastIndex;
-}
-
-/** End offset of the token starting at `p` (< n); the ASCII fast path is used by `count`. */
-function tokenEnd(text: string, p: number, n: number): number {
-  const e = asciiTokenEnd(text, p, n);
-  return e >= 0 ? e : regexTokenEnd(text, p);
-}
-
-function tokenizeText(text: string): string[] {
-  // String#match with a global regex is native and resets lastIndex itself.
-  return text.match(TOKEN_RE) ?? [];
-}
-
-function countTokens(text: string): number {
-  const n = text.length;
-  let p = 0;
-  let k = 0;
-  while (p < n) {
-    p = tokenEnd(text, p, n);
-    k++;
-  }
-  return k;
-}
-
-/**
- * The built-in regex tokenizer. Tokenizing is pure; what an instance keeps is
- * its reverse table for `decode`: a read-only base vocabulary (the built-in
- * sentences', shared by every instance) and two bounded generations of ids
- * it has encoded. Each simulator owns an instance, so one pod's clients never
- * fill another's table.
- */
-export class RegexTokenizer implements Tokenizer {
-  readonly name = "regex";
-  #current = new Map<number, string>();
-  #previous = new Map<number, string>();
-
-  constructor(private readonly vocab: ReadonlyMap<number, string> = new Map()) {}
-
-  tokenize(text: string): string[] {
-    return tokenizeText(text);
-  }
-
-  count(text: string): number {
-    return countTokens(text);
-  }
-
-  encode(text: string): number[] {
-    const toks = tokenizeText(text);
-    const out: number[] = new Array(toks.length);
-    for (let i = 0; i < toks.length; i++) {
-      const tok = toks[i];
-      const id = fnv1a32(tok);
-      this.#learn(id, tok);
-      out[i] = id;
-    }
-    return out;
-  }
-
-  decode(ids: readonly number[]): string {
-    let s = "";
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      const t = this.#lookup(id);
-      s += t !== undefined ? t : ` <${id}>`;
-    }
-    return s;
-  }
-
-  tryDecode(ids: readonly number[]): string | null {
-    let s = "";
-    for (let i = 0; i < ids.length; i++) {
-      const t = this.#lookup(ids[i]);
-      if (t === undefined) return null;
-      s += t;
-    }
-    return s;
-  }
-
-  #learn(id: number, tok: string): void {
-    if (tok.length > MAX_LEARNED_TOKEN || this.vocab.has(id) || this.#current.has(id)) return;
-    if (this.#current.size >= GENERATION_CAP) {
-      this.#previous = this.#current;
-      this.#current = new Map();
-    }
-    this.#current.set(id, tok);
-  }
-
-  #lookup(id: number): string | undefined {
-    return this.vocab.get(id) ?? this.#current.get(id) ?? this.#previous.get(id);
-  }
-}
-
-/** A vocabulary for decoding: each token's id → the token (a fixed, trusted list). */
-export function vocabularyOf(tokens: Iterable<string>): Map<number, string> {
-  const vocab = new Map<number, string>();
-  for (const t of tokens) {
-    const id = fnv1a32(t);
-    if (!vocab.has(id)) vocab.set(id, t);
-  }
-  return vocab;
-}
-
-/**
- * An instance for code that only tokenizes (its table is never shared with
- * a simulator's): the sentences' own tokenizing, tests.
- */
-export const regexTokenizer: Tokenizer = new RegexTokenizer();

@@ -14,8 +14,8 @@ import {
   type Admitted,
   checkServing,
   completeAnswer,
-  type GenerationInput,
   injectedFailure,
+  type PendingInput,
   streamAnswer,
 } from "../lib/serving/pipeline.ts";
 import type { Simulator } from "../lib/simulator.ts";
@@ -27,7 +27,7 @@ export interface HttpFamily<B> {
   /** Validates the JSON body (ApiError 400 on bad input). */
   parse(body: unknown, cfg: Config): B;
   /** The request as the pipeline takes it. */
-  input(sim: Simulator, body: B): GenerationInput;
+  input(sim: Simulator, body: B): PendingInput;
   /** The streamed answer's events, written as SSE (absent: the family never streams). */
   encoder?(meta: AnswerMeta, body: B, admitted: Admitted): OutputEncoder;
   /** The JSON text of a complete answer. */
@@ -52,7 +52,9 @@ export async function serveGeneration<B>(
   const held = injectFailure(ctx);
   if (held) return held;
   const body = family.parse(await readJson(req, ctx), sim.config);
-  const input = family.input(sim, body);
+  let input = family.input(sim, body);
+  // The in-process tokenizers answer at once: only the render sidecar is awaited.
+  if (input instanceof Promise) input = await input;
   const admitted = admit(sim, input, (family.flags ?? generationFlags)(req));
   const meta: AnswerMeta = { requestId: ctx.requestId, created: Math.floor(Date.now() / 1000) };
   if (input.params.stream && family.encoder) {

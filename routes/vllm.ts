@@ -46,7 +46,7 @@ export async function tokenize(req: Request, ctx: RequestContext): Promise<Respo
   }
   const { sim } = ctx;
   const parsed = parseTokenizeRequest(body);
-  return jsonText(tokenizeAnswer(sim.tokenizer, sim.config["max-model-len"], parsed));
+  return jsonText(await tokenizeAnswer(sim.tokenizer, sim.config["max-model-len"], parsed));
 }
 
 export async function detokenize(req: Request, ctx: RequestContext): Promise<Response> {
@@ -57,12 +57,12 @@ export async function detokenize(req: Request, ctx: RequestContext): Promise<Res
 
 export async function completionsRender(req: Request, ctx: RequestContext): Promise<Response> {
   const body = renderBody(ctx.sim.models, await readJson(req, ctx));
-  return jsonText(renderCompletions(ctx.sim.tokenizer, body));
+  return jsonText(await renderCompletions(ctx.sim.tokenizer, body));
 }
 
 export async function chatCompletionsRender(req: Request, ctx: RequestContext): Promise<Response> {
   const body = renderBody(ctx.sim.models, await readJson(req, ctx));
-  return jsonText(renderChatCompletion(ctx.sim.tokenizer, body));
+  return jsonText(await renderChatCompletion(ctx.sim.tokenizer, body));
 }
 
 /**

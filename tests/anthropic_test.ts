@@ -144,7 +144,7 @@ Deno.test("messages: the exact SSE bytes of one request", async () => {
       stop_reason: null,
       stop_sequence: null,
       usage: {
-        input_tokens: 12,
+        input_tokens: 6,
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: 0,
         output_tokens: 0,
@@ -157,7 +157,7 @@ Deno.test("messages: the exact SSE bytes of one request", async () => {
       content_block: { type: "text" },
     }) +
     ev("ping", { type: "ping" }) +
-    delta("He") + delta(" painted") + delta(" the") +
+    delta("He ") + delta("painted ") + delta("the ") +
     ev("content_block_stop", { type: "content_block_stop", index: 0 }) +
     ev("message_delta", {
       type: "message_delta",
@@ -179,9 +179,9 @@ Deno.test("messages: the exact non-streaming body", async () => {
   assert.equal(
     await res.text(),
     `{"id":"msg_fixed","type":"message","role":"assistant","content":[{"type":"text",` +
-      `"text":"He painted the"}],"model":"test-model","stop_reason":"max_tokens",` +
+      `"text":"He painted the "}],"model":"test-model","stop_reason":"max_tokens",` +
       `"stop_sequence":null,` +
-      `"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,` +
+      `"usage":{"input_tokens":6,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,` +
       `"output_tokens":3}}`,
   );
 });
@@ -471,21 +471,22 @@ Deno.test("messages: request conversion to chat messages", () => {
   assert.equal(req.n, 1);
   assert.equal(req.stream, false);
   assert.deepEqual(req.messages, [
-    { role: "system", text: "one\ntwo", imageCount: 0 },
-    { role: "user", text: "hi", imageCount: 0 },
+    { role: "system", content: "one\ntwo", text: "one\ntwo" },
+    { role: "user", content: "hi", text: "hi" },
     {
       role: "assistant",
+      content: "calling",
       text: "calling",
-      imageCount: 0,
       toolCalls: [
         { id: "toolu_a", name: "f", arguments: `{"a":1}` },
         { id: "toolu_b", name: "g", arguments: "{}" },
       ],
     },
-    { role: "tool", text: "r1", imageCount: 0, toolCallId: "toolu_a" },
-    { role: "tool", text: "x\ny", imageCount: 0, toolCallId: "toolu_b" },
-    { role: "user", text: "a b", imageCount: 0 },
-    { role: "user", text: "", imageCount: 1 },
+    { role: "tool", content: "r1", text: "r1", toolCallId: "toolu_a" },
+    { role: "tool", content: "x\ny", text: "x\ny", toolCallId: "toolu_b" },
+    // Parts join with a newline; an image is an image_url part, shown as `image: <url>`.
+    { role: "user", content: "a\nb", text: "a\nb" },
+    { role: "user", content: "image: u", text: "", media: [{ modality: "image", source: "u" }] },
   ]);
   assert.deepEqual(req.tools, [
     { name: "f", description: "", parameters: { type: "object", properties: {} } },

@@ -26,7 +26,8 @@ Deno.test("golden: chat stream and JSON bytes", async () => {
   const tok = (delta: string, finish: string) =>
     `${head}{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${finish}}],` +
     `"usage":null}\n\n`;
-  const usage = `{"prompt_tokens":12,"total_tokens":15,"completion_tokens":3,` +
+  // "### user: Hi\n" is 6 tokens: "#", "#", "# ", "user", ": ", "Hi\n".
+  const usage = `{"prompt_tokens":6,"total_tokens":9,"completion_tokens":3,` +
     `"prompt_tokens_details":{"cached_tokens":0}}`;
   const stream = await s.post(
     "/v1/chat/completions",
@@ -36,15 +37,15 @@ Deno.test("golden: chat stream and JSON bytes", async () => {
   assert.equal(stream.headers.get("content-type"), "text/event-stream; charset=utf-8");
   assert.equal(
     unclock(await stream.text()),
-    tok(`{"role":"assistant","content":""}`, "null") + tok(`{"content":"A"}`, "null") +
-      tok(`{"content":" warm"}`, "null") + tok(`{"content":" scarf"}`, `"length"`) +
+    tok(`{"role":"assistant","content":""}`, "null") + tok(`{"content":"A "}`, "null") +
+      tok(`{"content":"warm "}`, "null") + tok(`{"content":"scarf "}`, `"length"`) +
       `${head}],"usage":${usage}}\n\ndata: [DONE]\n\n`,
   );
   const res = await s.post("/v1/chat/completions", req, FIXED);
   assert.equal(
     unclock(await res.text()),
     `{"id":"chatcmpl-fixed","object":"chat.completion","created":0,"model":"m","choices":[` +
-      `{"index":0,"message":{"role":"assistant","content":"The bus driver",` +
+      `{"index":0,"message":{"role":"assistant","content":"The bus driver ",` +
       `"tool_calls":[]},"logprobs":null,"finish_reason":"length","stop_reason":null}],` +
       `"usage":${usage},"prompt_logprobs":null,"kv_transfer_params":null}`,
   );
@@ -63,7 +64,7 @@ Deno.test("golden: completions JSON with n = 2", async () => {
   assert.equal(
     unclock(await res.text()),
     `{"id":"cmpl-fixed","object":"text_completion","created":0,"model":"m","choices":[` +
-      `${choice(0, "A warm scarf")},${choice(1, "Rain drummed on")}],` +
+      `${choice(0, "A warm scarf ")},${choice(1, "Rain drummed on ")}],` +
       `"usage":{"prompt_tokens":1,"total_tokens":7,"completion_tokens":6,` +
       `"prompt_tokens_details":{"cached_tokens":0}},"kv_transfer_params":null}`,
   );
@@ -75,7 +76,7 @@ Deno.test("golden: generate stream and JSON bytes", async () => {
   const res = await s.post("/inference/v1/generate", req, FIXED);
   assert.equal(
     await res.text(),
-    `{"choices":[{"index":0,"finish_reason":"length","token_ids":[3289118412,2780303026]}],` +
+    `{"choices":[{"index":0,"finish_reason":"length","token_ids":[2329261444,3039737800]}],` +
       `"request_id":"fixed","ec_transfer_params":null}`,
   );
   const stream = await s.post(
@@ -88,7 +89,7 @@ Deno.test("golden: generate stream and JSON bytes", async () => {
     `"token_ids":[${id}]}]}\n\n`;
   assert.equal(
     await stream.text(),
-    frame("null", 379144636) + frame(`"length"`, 3996663935) +
+    frame("null", 793698452) + frame(`"length"`, 3053186203) +
       `data: {"request_id":"fixed","choices":[],"usage":{"prompt_tokens":3,"total_tokens":5,` +
       `"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":0}}}\n\n` +
       "data: [DONE]\n\n",
@@ -101,7 +102,7 @@ Deno.test("golden: embeddings bytes (the reference's vector formula)", async () 
   assert.equal(
     await res.text(),
     `{"object":"list","data":[{"object":"embedding","index":0,"embedding":` +
-      `[-0.353515625,-0.103515625,-0.068359375,-0.4140625,0.5859375]}],"model":"m",` +
+      `[-0.353515625,-0.529296875,-0.712890625,-0.4140625,0.8828125]}],"model":"m",` +
       `"usage":{"prompt_tokens":3,"total_tokens":3}}`,
   );
 });

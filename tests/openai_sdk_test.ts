@@ -73,7 +73,8 @@ Deno.test("chat: echo mode answers with the last user message", async () => {
   });
   assert.equal(r.choices[0].message.content, "say exactly this");
   assert.equal(r.choices[0].finish_reason, "stop");
-  // Content parts are joined with a space; with no user message the last message is echoed.
+  // Text parts are joined with a newline (the reference's PlainText); with no
+  // user message the last message is echoed.
   const parts = await s.client.chat.completions.create({
     model: "test-model",
     messages: [{
@@ -81,7 +82,7 @@ Deno.test("chat: echo mode answers with the last user message", async () => {
       content: [{ type: "text", text: "two" }, { type: "text", text: "parts" }],
     }],
   });
-  assert.equal(parts.choices[0].message.content, "two parts");
+  assert.equal(parts.choices[0].message.content, "two\nparts");
   const noUser = await s.client.chat.completions.create({
     model: "test-model",
     messages: [{ role: "system", content: "only a system prompt" }],

@@ -359,7 +359,7 @@ Deno.test("responses: golden SSE bytes", async () => {
     `{"id":"resp_fixed","model":"test-model","object":"response","created_at":0,"status":`;
   const item = (status: string, content: string) =>
     `{"type":"message","id":"msg_fixed","role":"assistant","status":"${status}","content":[${content}]}`;
-  const part = `{"type":"output_text","text":"He painted the"}`;
+  const part = `{"type":"output_text","text":"He painted the "}`;
   const expected = [
     `event: response.created\ndata: {"type":"response.created","response":${head}"in_progress",` +
     `"instructions":"Be brief.","text":{"format":{"type":"text"}}}}\n\n`,
@@ -370,12 +370,12 @@ Deno.test("responses: golden SSE bytes", async () => {
     }}\n\n`,
     `event: response.content_part.added\ndata: {"type":"response.content_part.added",` +
     `"item_id":"msg_fixed","part":{"type":"output_text"}}\n\n`,
-    ...["He", " painted", " the"].map((delta) =>
+    ...["He ", "painted ", "the "].map((delta) =>
       `event: response.output_text.delta\ndata: {"type":"response.output_text.delta",` +
       `"item_id":"msg_fixed","delta":"${delta}"}\n\n`
     ),
     `event: response.output_text.done\ndata: {"type":"response.output_text.done",` +
-    `"item_id":"msg_fixed","text":"He painted the"}\n\n`,
+    `"item_id":"msg_fixed","text":"He painted the "}\n\n`,
     `event: response.content_part.done\ndata: {"type":"response.content_part.done",` +
     `"item_id":"msg_fixed","part":${part}}\n\n`,
     `event: response.output_item.done\ndata: {"type":"response.output_item.done","item":${
@@ -385,7 +385,7 @@ Deno.test("responses: golden SSE bytes", async () => {
     `"instructions":"Be brief.","output":[${
       item("completed", part)
     }],"text":{"format":{"type":"text"}},` +
-    `"usage":{"input_tokens":12,"output_tokens":3,"total_tokens":15}}}\n\n`,
+    `"usage":{"input_tokens":6,"output_tokens":3,"total_tokens":9}}}\n\n`,
   ].join("");
   assertGoldenStream(await res.text(), expected);
 });
@@ -402,8 +402,8 @@ Deno.test("responses: golden non-streaming body", async () => {
     `{"id":"resp_fixed","model":"test-model","object":"response","created_at":0,` +
       `"status":"completed","instructions":"Be brief.","output":[{"type":"message",` +
       `"role":"assistant","status":"completed","content":[{"type":"output_text",` +
-      `"text":"He painted the"}]}],"text":{"format":{"type":"text"}},` +
-      `"usage":{"input_tokens":12,"output_tokens":3,"total_tokens":15}}`,
+      `"text":"He painted the "}]}],"text":{"format":{"type":"text"}},` +
+      `"usage":{"input_tokens":6,"output_tokens":3,"total_tokens":9}}`,
   );
 });
 
@@ -645,11 +645,12 @@ function vllmResponse(details: string, output: string, status: string, usage: st
     `"usage":${usage},"user":null,"input_messages":null,"output_messages":null}`;
 }
 
-const VLLM_USAGE = `{"input_tokens":12,"input_tokens_details":{"cached_tokens":0,` +
+const VLLM_USAGE = `{"input_tokens":6,"input_tokens_details":{"cached_tokens":0,` +
   `"input_tokens_per_turn":[],"cached_tokens_per_turn":[]},"output_tokens":3,` +
   `"output_tokens_details":{"reasoning_tokens":0,"tool_output_tokens":0,` +
-  `"output_tokens_per_turn":[],"tool_output_tokens_per_turn":[]},"total_tokens":15}`;
-const VLLM_PART = `{"annotations":[],"text":"He painted the","type":"output_text","logprobs":null}`;
+  `"output_tokens_per_turn":[],"tool_output_tokens_per_turn":[]},"total_tokens":9}`;
+const VLLM_PART =
+  `{"annotations":[],"text":"He painted the ","type":"output_text","logprobs":null}`;
 const VLLM_OUTPUT = `[{"id":"msg_fixed","content":[${VLLM_PART}],"role":"assistant",` +
   `"status":"completed","type":"message","phase":null}]`;
 const VLLM_INCOMPLETE = `{"reason":"max_output_tokens"}`;
@@ -683,7 +684,7 @@ Deno.test("responses (vLLM format): golden SSE bytes", async () => {
       `{"content_index":0,${at},"part":{"annotations":[],"text":"","type":"output_text",` +
         `"logprobs":[]},"sequence_number":3,"type":"response.content_part.added"}`,
     ),
-    ...["He", " painted", " the"].map((delta, i) =>
+    ...["He ", "painted ", "the "].map((delta, i) =>
       event(
         "response.output_text.delta",
         `{"content_index":0,"delta":"${delta}","item_id":"fixed","logprobs":[],` +
@@ -693,7 +694,7 @@ Deno.test("responses (vLLM format): golden SSE bytes", async () => {
     event(
       "response.output_text.done",
       `{"content_index":0,"item_id":"fixed","logprobs":[],"output_index":0,` +
-        `"sequence_number":7,"text":"He painted the","type":"response.output_text.done"}`,
+        `"sequence_number":7,"text":"He painted the ","type":"response.output_text.done"}`,
     ),
     event(
       "response.content_part.done",

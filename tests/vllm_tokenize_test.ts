@@ -1,10 +1,12 @@
 /** vLLM's tokenizer-side endpoints: /tokenize, /detokenize, the render endpoints, GET /query. */
 import assert from "node:assert/strict";
-import { mediaItems, synthesizeFeatures } from "../lib/api/vllm/features.ts";
-import { renderChat } from "../lib/chat.ts";
+import { synthesizeFeatures } from "../lib/api/vllm/features.ts";
+import { builtinChatText as renderChat, BuiltinTokenizer } from "../lib/tokenizer/builtin.ts";
 import { parseMessages } from "../lib/api/openai/protocol.ts";
-import { regexTokenizer } from "../lib/tokenizer.ts";
 import { startSim, type TestServer } from "./helpers.ts";
+
+const builtinIds = (text: string) => new BuiltinTokenizer().encode(text).ids;
+const media = (raw: unknown) => parseMessages(raw).flatMap((m) => m.media ?? []);
 
 interface ErrorAnswer {
   error: { message: string; type: string; param: string | null; code: number };
@@ -61,8 +63,8 @@ Deno.test("tokenize: golden bytes of a prompt with return_token_strs", async () 
   assert.equal(res.headers.get("content-type"), "application/json");
   assert.equal(
     await res.text(),
-    '{"max_model_len":1024,"count":4,"tokens":[4116459851,688690635,545756637,604802540],' +
-      '"token_strs":["Hello",","," world","!"]}',
+    '{"max_model_len":1024,"count":4,"tokens":[4116459851,2312110321,933488787,604802540],' +
+      '"token_strs":["Hello",", ","world","!"]}',
   );
 });
 
@@ -72,7 +74,7 @@ Deno.test("tokenize: token_strs null by default; max_model_len from the config",
   const body = await res.json();
   assert.deepEqual(Object.keys(body), ["max_model_len", "count", "tokens", "token_strs"]);
   assert.equal(body.max_model_len, 4096);
-  assert.deepEqual(body.tokens, regexTokenizer.encode("Hello there"));
+  assert.deepEqual(body.tokens, builtinIds("Hello there"));
   assert.equal(body.count, body.tokens.length);
   assert.equal(body.token_strs, null);
 });
@@ -82,7 +84,7 @@ Deno.test("tokenize: messages are the chat rendering; none is 0 tokens", async (
   const messages = [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello!" }];
   const chat = await (await s.post("/tokenize", { messages, return_token_strs: true })).json();
   const text = renderChat(parseMessages(messages));
-  assert.deepEqual(chat.tokens, regexTokenizer.encode(text));
+  assert.deepEqual(chat.tokens, builtinIds(text));
   assert.equal(chat.count, chat.tokens.length);
   assert.equal(chat.token_strs.join(""), text);
   for (const body of [{}, { messages: [] }, { prompt: "" }, { prompt: "", messages: [] }]) {
@@ -184,14 +186,14 @@ Deno.test("completions render: one token_ids per prompt, token ids copied verbat
   assert.equal(
     await res.text(),
     JSON.stringify([
-      { token_ids: regexTokenizer.encode("Hello, world!") },
+      { token_ids: builtinIds("Hello, world!") },
       { token_ids: [5, 4, 3] },
-      { token_ids: regexTokenizer.encode("Bye") },
+      { token_ids: builtinIds("Bye") },
     ]),
   );
   const one = await (await s.post("/v1/completions/render", { model: "test-model", prompt: "x" }))
     .json();
-  assert.deepEqual(one, [{ token_ids: regexTokenizer.encode("x") }]);
+  assert.deepEqual(one, [{ token_ids: builtinIds("x") }]);
   const ids = await (await s.post("/v1/completions/render", { prompt: [9, 8, 7] })).json();
   assert.deepEqual(ids, [{ token_ids: [9, 8, 7] }]);
 });
@@ -243,7 +245,7 @@ Deno.test("chat render: token ids of the chat rendering; no features without med
   const res = await s.post("/v1/chat/completions/render", { model: "test-model", messages });
   assert.equal(res.status, 200);
   const text = await res.text();
-  const ids = regexTokenizer.encode(renderChat(parseMessages(messages)));
+  const ids = builtinIds(renderChat(parseMessages(messages)));
   assert.equal(text, JSON.stringify({ token_ids: ids }));
 });
 
@@ -256,11 +258,11 @@ Deno.test("chat render: features for image_url and input_audio parts", async () 
   assert.equal(res.status, 200);
   const body = await res.json();
   assert.deepEqual(Object.keys(body), ["token_ids", "features"]);
-  const ids = regexTokenizer.encode(renderChat(parseMessages(IMAGE_AND_AUDIO)));
+  const ids = builtinIds(renderChat(parseMessages(IMAGE_AND_AUDIO)));
   assert.deepEqual(body.token_ids, ids);
   assert.equal(
     JSON.stringify(body.features),
-    JSON.stringify(synthesizeFeatures(mediaItems(IMAGE_AND_AUDIO), ids.length)),
+    JSON.stringify(synthesizeFeatures(media(IMAGE_AND_AUDIO), ids.length)),
   );
   assert.deepEqual(body.features.mm_hashes, {
     audio: ["sim_audio_0_1e41455"],
@@ -302,7 +304,7 @@ Deno.test("chat render: model first, then messages must not be empty", async () 
 // Multimodal features
 
 Deno.test("features: golden bytes of one image_url and one input_audio message", () => {
-  const f = synthesizeFeatures(mediaItems(IMAGE_AND_AUDIO), 10);
+  const f = synthesizeFeatures(media(IMAGE_AND_AUDIO), 10);
   assert.equal(
     JSON.stringify(f),
     '{"mm_hashes":{"audio":["sim_audio_0_1e41455"],"image":["sim_img_0_131ffd"]},' +
@@ -326,7 +328,7 @@ Deno.test("features: per-modality indexes, empty sources skipped, placeholders c
     { role: "user", content: "plain" },
     { role: "user", content: [{ type: "image_url", image_url: { url: "b" } }] },
   ];
-  const items = mediaItems(messages);
+  const items = media(messages);
   assert.deepEqual(items.map((i) => i.modality), ["image", "video", "image"]);
   const f = synthesizeFeatures(items, 2)!;
   assert.deepEqual(Object.keys(f.mm_hashes), ["image", "video"]);

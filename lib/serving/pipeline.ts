@@ -22,6 +22,23 @@ export interface GenerationInput {
   prompts: readonly PromptInput[];
 }
 
+/** A request's input whose prompts may still be tokenizing (the render sidecar answers over HTTP). */
+export type PendingInput = GenerationInput | Promise<GenerationInput>;
+
+/**
+ * The input of `prompts`, at once when every prompt is tokenized already
+ * (the in-process tokenizers): the hot path never awaits.
+ */
+export function generationInput(
+  params: GenerationParams,
+  prompts: readonly (PromptInput | Promise<PromptInput>)[],
+): PendingInput {
+  if (!prompts.some((p) => p instanceof Promise)) {
+    return { params, prompts: prompts as PromptInput[] };
+  }
+  return Promise.all(prompts).then((ready) => ({ params, prompts: ready }));
+}
+
 /** A request the engine will run: its model and one plan per prompt. */
 export interface Admitted {
   model: ResolvedModel;

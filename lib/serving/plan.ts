@@ -5,7 +5,6 @@
  */
 import {
   CutTextStream,
-  echoTokens,
   RandomTextStream,
   responseLength,
   TextStream,
@@ -14,7 +13,7 @@ import {
 import type { FinishReason, JobSpec } from "../engine.ts";
 import { badRequest, contextLengthError } from "../errors.ts";
 import { jsonValueLimits, randomJsonValue, unsatisfiable } from "../json_value.ts";
-import type { Tokenizer } from "../tokenizer.ts";
+import type { SentenceTable, Tokenizer } from "../tokenizer.ts";
 import type { ResolvedModel } from "../models.ts";
 import type {
   GenerationFlags,
@@ -97,7 +96,7 @@ export function planGeneration(
   const lengths = new Array<number>(params.n);
   const finishReasons = new Array<FinishReason>(params.n);
   // Echo choices share one token list; random ones draw their own text.
-  const echoed = echo ? echoTokens(sim.tokenizer, prompt.echoText) : null;
+  const echoed = echo ? sim.tokenizer.pieces(prompt.echoText) : null;
   for (let i = 0; i < params.n; i++) {
     if (params.prefillOnly) {
       // Embeddings: no output; the choice ends with its prefill.
@@ -134,7 +133,7 @@ export function planGeneration(
     text = () => new TokenListStream(echoed);
   } else if (format) {
     text = jsonAnswers(sim, format, rng, jsonLimit, lengths, finishReasons);
-  } else text = randomAnswers(rng, params.n);
+  } else text = randomAnswers(rng, params.n, sim.tokenizer.sentences);
   let stopReasons: (string | number | null)[] | undefined;
   if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold) {
     const cut = applyStop(params.stop, sim.tokenizer, text, lengths, finishReasons);
@@ -164,7 +163,8 @@ export function planGeneration(
     cachedTokens: 0,
     choices: params.n,
     // Echoed text is the client's own; the built-in sentences need no escaping.
-    jsonSafe: echoed === null && format === undefined && stopReasons === undefined,
+    jsonSafe: echoed === null && format === undefined && stopReasons === undefined &&
+      sim.tokenizer.sentences.jsonSafe,
     text,
     spec,
     stopReasons,
@@ -184,13 +184,13 @@ type Texts = (j: number, peek?: boolean) => TextStream;
  * while it is sent, and a stop rule can read a choice ahead on a copy and
  * see exactly what will be sent.
  */
-function randomAnswers(rng: Rng, n: number): Texts {
+function randomAnswers(rng: Rng, n: number, table: SentenceTable): Texts {
   if (n === 1) {
     const own = rng.fork();
-    return (_j, peek) => new RandomTextStream(peek ? own.clone() : own);
+    return (_j, peek) => new RandomTextStream(peek ? own.clone() : own, table);
   }
   const forks = Array.from({ length: n }, () => rng.fork());
-  return (j, peek) => new RandomTextStream(peek ? forks[j].clone() : forks[j]);
+  return (j, peek) => new RandomTextStream(peek ? forks[j].clone() : forks[j], table);
 }
 
 /**
@@ -229,7 +229,7 @@ function jsonAnswers(
       }
       throw e;
     }
-    const pieces = sim.tokenizer.tokenize(json);
+    const pieces = sim.tokenizer.pieces(json);
     const cut = pieces.length > limit;
     answers.push(cut ? pieces.slice(0, limit) : pieces);
     lengths[j] = answers[j].length;
@@ -304,7 +304,7 @@ export class StopScan {
   #stopToken(piece: string): number | null {
     let id = this.#idOf.get(piece);
     if (id === undefined) {
-      id = this.tokenizer.encode(piece).find((x) => this.#ids.has(x)) ?? null;
+      id = this.tokenizer.pieceIds(piece).find((x) => this.#ids.has(x)) ?? null;
       this.#idOf.set(piece, id);
     }
     return id;

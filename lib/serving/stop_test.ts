@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { RandomTextStream, TokenListStream } from "../content.ts";
 import { Rng } from "../rng.ts";
-import { regexTokenizer } from "../tokenizer.ts";
+import { BUILTIN_SENTENCES, BuiltinTokenizer } from "../tokenizer/builtin.ts";
+
+const tokenizer = new BuiltinTokenizer();
 import { STOP_BLOCK, StopScan } from "./plan.ts";
 import type { StopRule } from "./params.ts";
 
@@ -14,7 +16,7 @@ import type { StopRule } from "./params.ts";
 function naive(rule: StopRule, pieces: string[]) {
   let text = "";
   for (let k = 0; k < pieces.length; k++) {
-    const id = regexTokenizer.encode(pieces[k]).find((x) => rule.tokenIds.includes(x));
+    const id = tokenizer.pieceIds(pieces[k]).find((x) => rule.tokenIds.includes(x));
     if (id !== undefined) {
       const chars = text.length + (rule.includeStop ? pieces[k].length : 0);
       return { tokens: k + 1, chars, reason: id };
@@ -41,7 +43,7 @@ Deno.test("stop scan: same answers as the naive scan, across block boundaries", 
   const rng = new Rng(42);
   for (let trial = 0; trial < 300; trial++) {
     const length = rng.int(1, 6000);
-    const stream = new RandomTextStream(new Rng(trial));
+    const stream = new RandomTextStream(new Rng(trial), BUILTIN_SENTENCES);
     const pieces = Array.from({ length }, () => stream.next());
     const text = pieces.join("");
     // Stops cut from the text itself (so they match), some long, some absent.
@@ -56,10 +58,10 @@ Deno.test("stop scan: same answers as the naive scan, across block boundaries", 
       strings.push(rng.next() < 0.8 ? text.slice(at, at + len) || "q" : "zzz-absent");
     }
     const tokenIds = rng.next() < 0.3
-      ? [regexTokenizer.encode(pieces[rng.int(0, length - 1)])[0]]
+      ? [tokenizer.pieceIds(pieces[rng.int(0, length - 1)])[0]]
       : [];
     const rule: StopRule = { strings, tokenIds, includeStop: rng.next() < 0.5 };
-    const got = new StopScan(rule, regexTokenizer).run(new TokenListStream(pieces), length);
+    const got = new StopScan(rule, tokenizer).run(new TokenListStream(pieces), length);
     assert.deepEqual(got, naive(rule, pieces), `trial ${trial}`);
   }
   assert.ok(STOP_BLOCK < 6000 * 4, "the trials cross block boundaries");

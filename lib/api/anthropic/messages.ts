@@ -6,7 +6,7 @@
  * content_block_stop, message_delta, message_stop. Bodies are written
  * directly as JSON text in the reference's key order.
  */
-import { chatPrompt } from "../../chat.ts";
+import { chatPrompt, functionTool } from "../../chat.ts";
 import type { FinishReason } from "../../engine.ts";
 import {
   type CompletedAnswer,
@@ -15,13 +15,14 @@ import {
   type UsageCounts,
   usageOf,
 } from "../../serving/output.ts";
-import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
+import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import type { AnswerMeta } from "../openai/common.ts";
 import type { MessagesRequest } from "./protocol.ts";
 
-export function messagesInput(body: MessagesRequest, tokenizer: Tokenizer): GenerationInput {
-  return { params: body, prompts: [chatPrompt(body.messages, tokenizer)] };
+export function messagesInput(body: MessagesRequest, tokenizer: Tokenizer): PendingInput {
+  const tools = body.tools?.map((t) => functionTool(t.name, t.description, t.parameters));
+  return generationInput(body, [chatPrompt(body.messages, tokenizer, undefined, { tools })]);
 }
 
 export function messageId(meta: AnswerMeta): string {

@@ -6,7 +6,8 @@
  * Anthropic has (temperature, top_p, stop_sequences, …) are accepted and
  * ignored, as the reference does.
  */
-import type { ChatMessage, ToolCall } from "../../chat.ts";
+import { type ChatMessage, textMessage, type ToolCall } from "../../chat.ts";
+import type { MediaItem } from "../vllm/features.ts";
 import { badRequest } from "../../errors.ts";
 import type { GenerationParams } from "../../serving/params.ts";
 import {
@@ -74,7 +75,7 @@ export function parseMessagesRequest(body: unknown): MessagesRequest {
 }
 
 function systemMessage(text: string): ChatMessage {
-  return { role: "system", text, imageCount: 0 };
+  return textMessage("system", text);
 }
 
 /** `system`: a string, or (vllm-sim) text blocks joined by "\n". */
@@ -133,7 +134,7 @@ function convertMessages(raw: readonly Json[]): ChatMessage[] {
     const content = m.content;
     if (typeof content === "string") {
       // An empty string is no part: the message is left out, as in the reference.
-      if (content !== "") out.push({ role: m.role, text: content, imageCount: 0 });
+      if (content !== "") out.push(textMessage(m.role, content));
     } else if (Array.isArray(content)) {
       convertBlocks(m.role, content, where, out);
     } else {
@@ -149,23 +150,27 @@ function convertMessages(raw: readonly Json[]): ChatMessage[] {
  */
 function convertBlocks(role: string, blocks: readonly Json[], where: string, out: ChatMessage[]) {
   const texts: string[] = [];
-  let parts = 0;
-  let imageCount = 0;
+  const lines: string[] = []; // text and image parts, as the chat text shows them
+  const media: MediaItem[] = [];
   const toolCalls: ToolCall[] = [];
   const results: ChatMessage[] = [];
   for (let j = 0; j < blocks.length; j++) {
     const at = `${where}.content[${j}]`;
     const b = block(blocks[j], at);
     switch (b.type) {
-      case "text":
-        texts.push(blockText(b, at));
-        parts++;
+      case "text": {
+        const t = blockText(b, at);
+        texts.push(t);
+        lines.push(t);
         break;
-      case "image":
-        imageSource(b, at);
-        imageCount++;
-        parts++;
+      }
+      case "image": {
+        // An image is an image_url part of the converted chat message.
+        const url = imageSource(b, at);
+        lines.push(`image: ${url}`);
+        if (url !== "") media.push({ modality: "image", source: url });
         break;
+      }
       case "tool_use":
         toolCalls.push(toolUse(b, at));
         break;
@@ -177,9 +182,9 @@ function convertBlocks(role: string, blocks: readonly Json[], where: string, out
         break;
     }
   }
-  if (parts > 0 || toolCalls.length > 0) {
-    // Text parts join with a space, as chat's content parts do.
-    const msg: ChatMessage = { role, text: texts.join(" "), imageCount };
+  if (lines.length > 0 || toolCalls.length > 0) {
+    const msg: ChatMessage = { role, content: lines.join("\n"), text: texts.join("\n") };
+    if (media.length > 0) msg.media = media;
     if (toolCalls.length > 0) msg.toolCalls = toolCalls;
     out.push(msg);
   }
@@ -188,7 +193,7 @@ function convertBlocks(role: string, blocks: readonly Json[], where: string, out
 
 /**
  * An image block's URL: `source.type` base64 → a data URL, otherwise
- * `source.url`. Only its count matters to the prompt, but a block without a
+ * `source.url`: the chat text shows it as `image: <url>`. A block without a
  * source is refused as the reference does.
  */
 function imageSource(b: JsonObject, where: string): string {
@@ -226,7 +231,7 @@ function toolResult(b: JsonObject, where: string): ChatMessage {
   else if (c !== undefined && c !== null) {
     throw badRequest(`${where}.content must be a string or an array of blocks.`, "messages");
   }
-  return { role: "tool", text, imageCount: 0, toolCallId: blockString(b, "tool_use_id", where) };
+  return { ...textMessage("tool", text), toolCallId: blockString(b, "tool_use_id", where) };
 }
 
 /** `tools`: `{name, description, input_schema}` each. */

@@ -8,13 +8,15 @@ import { chatPrompt } from "../../chat.ts";
 import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
-import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
+import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
 import type { ChatRequest } from "./protocol.ts";
 
-export function chatInput(body: ChatRequest, tokenizer: Tokenizer): GenerationInput {
-  return { params: body, prompts: [chatPrompt(body.messages, tokenizer)] };
+export function chatInput(body: ChatRequest, tokenizer: Tokenizer): PendingInput {
+  return generationInput(body, [
+    chatPrompt(body.messages, tokenizer, undefined, { tools: body.tools }),
+  ]);
 }
 
 export function chatId(meta: AnswerMeta): string {

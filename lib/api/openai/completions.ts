@@ -5,8 +5,9 @@
  */
 import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
-import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
-import type { Tokenizer } from "../../tokenizer.ts";
+import type { PromptInput } from "../../serving/params.ts";
+import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
+import type { Encoding, Tokenizer } from "../../tokenizer.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageJson, usageText } from "./common.ts";
 import type { CompletionRequest, Prompt } from "./protocol.ts";
 
@@ -14,15 +15,19 @@ function promptText(p: Prompt): string {
   return "ids" in p ? p.ids.join(",") : p.text;
 }
 
-export function completionInput(body: CompletionRequest, tokenizer: Tokenizer): GenerationInput {
-  return {
-    params: body,
-    prompts: body.prompts.map((p) =>
-      "ids" in p
-        ? { promptTokens: p.ids.length, echoText: p.ids.join(",") }
-        : { promptTokens: tokenizer.count(p.text), echoText: p.text }
-    ),
-  };
+export function completionInput(body: CompletionRequest, tokenizer: Tokenizer): PendingInput {
+  return generationInput(
+    body,
+    body.prompts.map((p): PromptInput | Promise<PromptInput> => {
+      if ("ids" in p) return { promptTokens: p.ids.length, echoText: p.ids.join(",") };
+      const input = (e: Encoding): PromptInput => ({
+        promptTokens: e.ids.length,
+        echoText: p.text,
+      });
+      const enc = tokenizer.encode(p.text, true);
+      return enc instanceof Promise ? enc.then(input) : input(enc);
+    }),
+  );
 }
 
 export function completionId(meta: AnswerMeta): string {

@@ -5,8 +5,9 @@
  */
 import { badRequest } from "../../errors.ts";
 import type { CompletedAnswer } from "../../serving/output.ts";
-import type { GenerationInput } from "../../serving/pipeline.ts";
-import type { Tokenizer } from "../../tokenizer.ts";
+import type { GenerationInput, PendingInput } from "../../serving/pipeline.ts";
+import type { GenerationParams } from "../../serving/params.ts";
+import type { Encoding, Tokenizer } from "../../tokenizer.ts";
 import { isObject, isTokenId, optString } from "../../validate.ts";
 
 export interface EmbeddingRequest {
@@ -106,21 +107,27 @@ export function embeddingInput(
   body: EmbeddingRequest,
   tokenizer: Tokenizer,
   displayName: string,
-): GenerationInput {
+): PendingInput {
   body.model ||= displayName;
-  body.tokenIds = body.inputs.map((i) => "ids" in i ? i.ids : tokenizer.encode(i.text));
-  return {
-    params: {
-      model: body.model,
-      stream: false,
-      includeUsage: false,
-      continuousUsage: false,
-      ignoreEos: false,
-      n: 1,
-      prefillOnly: true,
-    },
-    prompts: body.tokenIds.map((ids) => ({ promptTokens: ids.length, echoText: "" })),
+  const encoded = body.inputs.map((i) => "ids" in i ? i.ids : tokenizer.encode(i.text, true));
+  const params: GenerationParams = {
+    model: body.model,
+    stream: false,
+    includeUsage: false,
+    continuousUsage: false,
+    ignoreEos: false,
+    n: 1,
+    prefillOnly: true,
   };
+  const input = (ids: number[][]): GenerationInput => {
+    body.tokenIds = ids;
+    return { params, prompts: ids.map((t) => ({ promptTokens: t.length, echoText: "" })) };
+  };
+  const idsOf = (e: number[] | Encoding) => Array.isArray(e) ? e : e.ids;
+  if (!encoded.some((e) => e instanceof Promise)) {
+    return input(encoded.map((e) => idsOf(e as number[] | Encoding)));
+  }
+  return Promise.all(encoded).then((all) => input(all.map(idsOf)));
 }
 
 /**

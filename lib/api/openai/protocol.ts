@@ -4,6 +4,7 @@
  * field. Unknown fields are ignored, as vLLM does.
  */
 import type { ChatMessage, ToolCall } from "../../chat.ts";
+import type { MediaItem } from "../vllm/features.ts";
 import { badRequest } from "../../errors.ts";
 import type {
   GenerationParams,
@@ -25,6 +26,8 @@ import {
 
 export interface ChatRequest extends GenerationParams {
   messages: ChatMessage[];
+  /** The `tools` entries that are objects, as sent (a chat template renders them). */
+  tools?: JsonObject[];
 }
 
 export type Prompt = { text: string } | { ids: number[] };
@@ -203,15 +206,18 @@ export function parseKvTransfer(kv: JsonObject): KvTransferParams {
   };
 }
 
-/** Text of a message's content: a string or an array of parts. */
-function messageContent(content: unknown, i: number): { text: string; imageCount: number } {
-  if (content === undefined || content === null) return { text: "", imageCount: 0 };
-  if (typeof content === "string") return { text: content, imageCount: 0 };
+type MessageContent = Pick<ChatMessage, "content" | "text" | "media">;
+
+/** A message's content: a string or an array of parts. */
+function messageContent(content: unknown, i: number): MessageContent {
+  if (content === undefined || content === null) return { content: "", text: "" };
+  if (typeof content === "string") return { content, text: content };
   if (!Array.isArray(content)) {
     throw badRequest(`messages[${i}].content must be a string or an array of parts.`, "messages");
   }
+  const lines: string[] = [];
   const texts: string[] = [];
-  let imageCount = 0;
+  const media: MediaItem[] = [];
   for (const part of content) {
     if (!isObject(part) || typeof part.type !== "string") {
       throw badRequest(`messages[${i}].content parts must be objects with a 'type'.`, "messages");
@@ -220,6 +226,7 @@ function messageContent(content: unknown, i: number): { text: string; imageCount
       if (typeof part.text !== "string") {
         throw badRequest(`messages[${i}].content text parts need a string 'text'.`, "messages");
       }
+      lines.push(part.text);
       texts.push(part.text);
     } else if (part.type === "image_url") {
       const url = isObject(part.image_url) ? part.image_url.url : undefined;
@@ -229,12 +236,21 @@ function messageContent(content: unknown, i: number): { text: string; imageCount
           "messages",
         );
       }
-      imageCount++;
+      lines.push(`image: ${url}`);
+      if (url !== "") media.push({ modality: "image", source: url });
+    } else if (part.type === "input_audio") {
+      const data = isObject(part.input_audio) ? part.input_audio.data : undefined;
+      if (typeof data === "string" && data !== "") media.push({ modality: "audio", source: data });
+    } else if (part.type === "video_url") {
+      const url = isObject(part.video_url) ? part.video_url.url : undefined;
+      if (typeof url === "string" && url !== "") media.push({ modality: "video", source: url });
     }
-    // Other part types (input_audio, video_url, ...) are accepted and carry no text.
+    // Other part types are accepted and carry no text.
   }
-  // Joined with a space, as the reference simulator echoes them.
-  return { text: texts.join(" "), imageCount };
+  // Joined with a newline, as the reference renders them.
+  const out: MessageContent = { content: lines.join("\n"), text: texts.join("\n") };
+  if (media.length > 0) out.media = media;
+  return out;
 }
 
 /** An assistant message's tool call: `{id, type:"function", function:{name, arguments}}`. */
@@ -273,7 +289,8 @@ export function parseMessages(raw: unknown): ChatMessage[] {
 export function parseChatRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
   const common = parseCommon(body, ["max_completion_tokens", "max_tokens"]);
-  return { ...common, messages: parseMessages(body.messages) };
+  const tools = Array.isArray(body.tools) ? body.tools.filter(isObject) : undefined;
+  return { ...common, messages: parseMessages(body.messages), tools };
 }
 
 export function parsePrompts(raw: unknown): Prompt[] {

@@ -7,11 +7,11 @@
  * not written. tests/responses_test.ts pins the bytes. With
  * --use-vllm-responses-format, responses_vllm.ts writes vLLM's bytes instead.
  */
-import type { ChatMessage } from "../../chat.ts";
-import { chatPrompt } from "../../chat.ts";
+import { type ChatMessage, chatPrompt, functionTool, textMessage } from "../../chat.ts";
+import type { MediaItem } from "../vllm/features.ts";
 import type { CompletedAnswer, OutputEncoder, UsageCounts } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
-import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
+import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import type { AnswerMeta } from "./common.ts";
 import type { ResponsesItem, ResponsesPart, ResponsesRequest } from "./responses_protocol.ts";
@@ -36,22 +36,29 @@ export function itemsToMessages(items: readonly ResponsesItem[]): ChatMessage[] 
   return items.map((item): ChatMessage => {
     switch (item.type) {
       case "message":
-        return {
-          role: item.role,
-          text: renderedContent(item.parts),
-          imageCount: item.parts.filter((p) => p.type === "image").length,
-        };
+        return messageOf(item.role, item.parts);
       case "function_call":
         return {
-          role: "assistant",
-          text: "",
-          imageCount: 0,
+          ...textMessage("assistant", ""),
           toolCalls: [{ id: item.id || item.callId, name: item.name, arguments: item.arguments }],
         };
       case "function_call_output":
-        return { role: "tool", text: item.output, imageCount: 0, toolCallId: item.callId };
+        return { ...textMessage("tool", item.output), toolCallId: item.callId };
     }
   });
+}
+
+function messageOf(role: string, parts: readonly ResponsesPart[]): ChatMessage {
+  const texts: string[] = [];
+  const media: MediaItem[] = [];
+  for (const p of parts) {
+    if (p.type === "text") texts.push(p.text);
+    else if (p.type === "image" && p.url !== "") media.push({ modality: "image", source: p.url });
+    else if (p.type === "audio" && p.data !== "") media.push({ modality: "audio", source: p.data });
+  }
+  const msg: ChatMessage = { role, content: renderedContent(parts), text: texts.join("\n") };
+  if (media.length > 0) msg.media = media;
+  return msg;
 }
 
 /** What echo mode answers: the last item's text. */
@@ -70,11 +77,14 @@ export function echoText(items: readonly ResponsesItem[]): string {
   }
 }
 
-export function responsesInput(body: ResponsesRequest, tokenizer: Tokenizer): GenerationInput {
-  return {
-    params: body,
-    prompts: [chatPrompt(itemsToMessages(body.input), tokenizer, echoText(body.input))],
-  };
+export function responsesInput(body: ResponsesRequest, tokenizer: Tokenizer): PendingInput {
+  const tools = body.tools.map((t) => functionTool(t.name, t.description, t.parameters));
+  const messages = itemsToMessages(body.input);
+  return generationInput(body, [
+    chatPrompt(messages, tokenizer, echoText(body.input), {
+      tools: tools.length ? tools : undefined,
+    }),
+  ]);
 }
 
 /** The displayed model: the adapter's name, else the first served name. */

@@ -5,7 +5,6 @@
  * placeholders spread evenly over the prompt. Byte-for-byte the reference's.
  */
 import { fnv1a32 } from "../../tokenizer.ts";
-import { isObject } from "../../validate.ts";
 
 export type Modality = "image" | "audio" | "video";
 
@@ -35,40 +34,6 @@ const PREFIX: Record<Modality, string> = { image: "img", audio: "audio", video: 
  * keeps the bytes equal.
  */
 const KEY_ORDER: readonly Modality[] = ["audio", "image", "video"];
-
-/** A part's nested string field, or "" when absent or not a string. */
-function nested(part: Record<string, unknown>, key: string, field: string): string {
-  const o = part[key];
-  if (!isObject(o)) return "";
-  const v = o[field];
-  return typeof v === "string" ? v : "";
-}
-
-/**
- * The media parts of raw chat messages: `image_url` with a non-empty `url`,
- * `input_audio` with non-empty `data`, `video_url` with a non-empty `url`.
- * Anything else (text, empty sources, malformed entries) is skipped: the
- * messages have been validated already.
- */
-export function mediaItems(messages: readonly unknown[]): MediaItem[] {
-  const items: MediaItem[] = [];
-  for (const m of messages) {
-    if (!isObject(m) || !Array.isArray(m.content)) continue;
-    for (const part of m.content) {
-      if (!isObject(part)) continue;
-      let item: MediaItem | null = null;
-      if (part.type === "image_url") {
-        item = { modality: "image", source: nested(part, "image_url", "url") };
-      } else if (part.type === "input_audio") {
-        item = { modality: "audio", source: nested(part, "input_audio", "data") };
-      } else if (part.type === "video_url") {
-        item = { modality: "video", source: nested(part, "video_url", "url") };
-      }
-      if (item && item.source !== "") items.push(item);
-    }
-  }
-  return items;
-}
 
 /**
  * The `features` of a prompt of `totalTokens` tokens with these media items,

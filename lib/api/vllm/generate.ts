@@ -87,7 +87,7 @@ export function generateResponse(
   const kv = admitted.plans[0].kvTransferOut;
   const c = answer.choices[0];
   const choice = `{"index":0,"finish_reason":"${c.finish}","token_ids":${
-    JSON.stringify(c.tokens > 0 ? tokenizer.encode(c.text) : [])
+    JSON.stringify(c.tokens > 0 ? tokenizer.pieceIds(c.text) : [])
   }}`;
   return `{${kv ? `"kv_transfer_params":${JSON.stringify(kv)},` : ""}"choices":[${choice}],` +
     `"request_id":${JSON.stringify(meta.requestId)},"ec_transfer_params":null}`;
@@ -105,7 +105,7 @@ export function generateEncoder(
     `"token_ids":${JSON.stringify(ids)}}]}\n\n`;
   return {
     start: () => "",
-    token: (_index, text, _k, finish) => frame(tokenizer.encode(text), finish),
+    token: (_index, text, _k, finish) => frame(tokenizer.pieceIds(text), finish),
     choiceEnd: (_index, finish, tokens) => tokens > 0 ? "" : frame([], finish),
     end: (u) =>
       (body.params.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,

@@ -4,13 +4,12 @@
  * `POST /v1/completions/render` answers one `{"token_ids"}` per prompt;
  * `POST /v1/chat/completions/render` one `{"token_ids", "features"?}`.
  */
-import { renderChat } from "../../chat.ts";
 import { ApiError, badRequest } from "../../errors.ts";
 import type { ModelRegistry } from "../../models.ts";
-import type { Tokenizer } from "../../tokenizer.ts";
+import type { Encoding, Tokenizer } from "../../tokenizer.ts";
 import { type JsonObject, optString, requireObject } from "../../validate.ts";
 import { parseMessages, parsePrompts } from "../openai/protocol.ts";
-import { mediaItems, type MultimodalFeatures, synthesizeFeatures } from "./features.ts";
+import { type MultimodalFeatures, synthesizeFeatures } from "./features.ts";
 
 /**
  * The body, once its model is known to be a served base model: an unknown
@@ -47,12 +46,15 @@ function checkPromptNotEmpty(raw: unknown): void {
 }
 
 /** The /v1/completions/render answer: a JSON array, one `{"token_ids"}` per prompt. */
-export function renderCompletions(tokenizer: Tokenizer, body: JsonObject): string {
+export async function renderCompletions(tokenizer: Tokenizer, body: JsonObject): Promise<string> {
   checkPromptNotEmpty(body.prompt);
-  const answers = parsePrompts(body.prompt).map((p) => ({
+  const answers = [];
+  for (const p of parsePrompts(body.prompt)) {
     // Token-id prompts are copied verbatim: they are already tokenized.
-    token_ids: "ids" in p ? p.ids : tokenizer.encode(p.text),
-  }));
+    answers.push({
+      token_ids: "ids" in p ? p.ids : (await tokenize(tokenizer.encode(p.text))).ids,
+    });
+  }
   return JSON.stringify(answers);
 }
 
@@ -61,15 +63,34 @@ interface ChatRenderAnswer {
   features?: MultimodalFeatures;
 }
 
-/** The /v1/chat/completions/render answer; `features` only when the messages carry media. */
-export function renderChatCompletion(tokenizer: Tokenizer, body: JsonObject): string {
+/**
+ * The /v1/chat/completions/render answer; `features` only when the messages
+ * carry media: the sidecar's own, or the built-in tokenizer's stubs.
+ */
+export async function renderChatCompletion(
+  tokenizer: Tokenizer,
+  body: JsonObject,
+): Promise<string> {
   const raw = body.messages;
   if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) {
     throw badRequest("messages must not be empty", "messages");
   }
   const messages = parseMessages(raw);
-  const answer: ChatRenderAnswer = { token_ids: tokenizer.encode(renderChat(messages)) };
-  const features = synthesizeFeatures(mediaItems(raw as unknown[]), answer.token_ids.length);
+  const enc = await tokenize(tokenizer.encodeChat(messages));
+  const answer: ChatRenderAnswer = { token_ids: enc.ids };
+  const features = tokenizer.kind === "built-in"
+    ? synthesizeFeatures(messages.flatMap((m) => m.media ?? []), enc.ids.length)
+    : enc.features;
   if (features) answer.features = features;
   return JSON.stringify(answer);
+}
+
+/** An encoding, with a tokenizer's failure as the reference's 500. */
+async function tokenize(enc: Encoding | Promise<Encoding>): Promise<Encoding> {
+  try {
+    return await enc;
+  } catch (e) {
+    if (e instanceof ApiError) throw e;
+    throw new ApiError(500, `Failed to tokenize, ${(e as Error)?.message ?? e}`);
+  }
 }

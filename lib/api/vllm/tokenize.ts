@@ -3,16 +3,19 @@
  * messages → token ids) and `POST /detokenize` (token ids → text). Neither
  * runs through the engine.
  */
-import { type ChatMessage, renderChat } from "../../chat.ts";
-import { echoTokens } from "../../content.ts";
+import type { ChatMessage } from "../../chat.ts";
 import { ApiError, badRequest } from "../../errors.ts";
-import type { Tokenizer } from "../../tokenizer.ts";
+import type { Encoding, Tokenizer } from "../../tokenizer.ts";
 import { isTokenId, optBool, optString, requireObject } from "../../validate.ts";
 import { parseMessages } from "../openai/protocol.ts";
 
 export interface TokenizeRequest {
-  /** The text to split: the prompt, or the chat rendering of the messages. */
-  text: string;
+  /** The prompt, when one was given. */
+  prompt?: string;
+  /** The messages, when they were given instead (possibly none). */
+  messages?: ChatMessage[];
+  /** vLLM's default: true for a prompt, false for messages. */
+  addSpecialTokens: boolean;
   returnTokenStrs: boolean;
 }
 
@@ -27,17 +30,17 @@ export function unparsableTokenizeBody(e: ApiError): ApiError {
 /**
  * Validates a /tokenize body. A field of the wrong shape is a body that does
  * not parse (as it is for the reference's typed decoder); `model` is not
- * checked against the served names; `add_special_tokens` only matters for a
- * Hugging Face tokenizer.
+ * checked against the served names.
  */
 export function parseTokenizeRequest(body: unknown): TokenizeRequest {
   let prompt: string | undefined;
-  let messages: ChatMessage[] | null = null;
+  let messages: ChatMessage[] | undefined;
   let returnTokenStrs: boolean;
+  let addSpecial: boolean | undefined;
   try {
     const o = requireObject(body);
     optString(o, "model");
-    optBool(o, "add_special_tokens");
+    addSpecial = optBool(o, "add_special_tokens");
     returnTokenStrs = optBool(o, "return_token_strs") ?? false;
     prompt = optString(o, "prompt");
     const raw = o.messages;
@@ -49,35 +52,34 @@ export function parseTokenizeRequest(body: unknown): TokenizeRequest {
     throw e instanceof ApiError ? unparsableTokenizeBody(e) : e;
   }
   // As the reference: an empty prompt counts as not given.
-  if (prompt && messages !== null) {
+  if (prompt && messages !== undefined) {
     throw badRequest("both prompt and messages fields in tokenize request");
   }
-  let text = "";
-  if (prompt) text = prompt;
-  else if (messages !== null && messages.length > 0) text = renderChat(messages);
-  return { text, returnTokenStrs };
+  if (prompt) return { prompt, addSpecialTokens: addSpecial ?? true, returnTokenStrs };
+  return { messages: messages ?? [], addSpecialTokens: addSpecial ?? false, returnTokenStrs };
 }
 
 /** The /tokenize answer: `{"max_model_len","count","tokens","token_strs"}`. */
-export function tokenizeAnswer(
+export async function tokenizeAnswer(
   tokenizer: Tokenizer,
   maxModelLen: number,
   req: TokenizeRequest,
-): string {
-  let tokens: number[];
-  let strs: string[] | null = null;
+): Promise<string> {
+  let enc: Encoding;
   try {
-    tokens = tokenizer.encode(req.text);
-    // Token strings are output pieces: they concatenate to the text.
-    if (req.returnTokenStrs) strs = echoTokens(tokenizer, req.text);
+    if (req.prompt !== undefined) enc = await tokenizer.encode(req.prompt, req.addSpecialTokens);
+    else if (req.messages && req.messages.length > 0) {
+      enc = await tokenizer.encodeChat(req.messages);
+    } else enc = { ids: [], text: "" };
   } catch (e) {
+    if (e instanceof ApiError) throw e;
     throw new ApiError(500, `Failed to tokenize, ${(e as Error)?.message ?? e}`);
   }
   return JSON.stringify({
     max_model_len: maxModelLen,
-    count: tokens.length,
-    tokens,
-    token_strs: strs,
+    count: enc.ids.length,
+    tokens: enc.ids,
+    token_strs: req.returnTokenStrs ? tokenizer.tokenStrings(enc) : null,
   });
 }
 
@@ -102,20 +104,23 @@ export function parseDetokenizeRequest(body: unknown): DetokenizeRequest {
   return { model, tokens: tokens as number[] };
 }
 
-/** The /detokenize answer `{"prompt": text}`; an id the tokenizer cannot decode is a 400. */
 /** The longest text /detokenize writes (characters); longer is a 400, not a runtime error. */
 export const MAX_DETOKENIZED = 16 * 1024 * 1024;
 
+/** Ids decoded at a time: a request over the text bound stops early. */
+const DECODE_SLICE = 65536;
+
+/** The /detokenize answer `{"prompt": text}`; an id the tokenizer cannot decode is a 400. */
 export function detokenizeAnswer(tokenizer: Tokenizer, tokens: readonly number[]): string {
   // Decoded a slice at a time, so an answer over the bound stops early
   // instead of building a string the runtime cannot hold.
   let text = "";
-  for (let i = 0; i < tokens.length; i += 1024) {
-    const slice = tokens.slice(i, i + 1024);
-    const part = tokenizer.tryDecode(slice);
+  for (let i = 0; i < tokens.length; i += DECODE_SLICE) {
+    const slice = tokens.slice(i, i + DECODE_SLICE);
+    const part = tokenizer.decode(slice);
     if (part === null) {
       // Only on failure: find which id to name.
-      const bad = slice.find((id) => tokenizer.tryDecode([id]) === null);
+      const bad = slice.find((id) => tokenizer.decode([id]) === null);
       throw badRequest(`Token id ${bad} is out of vocabulary.`, "tokens");
     }
     text += part;

@@ -1,0 +1,243 @@
+/**
+ * Where a model's tokenizer files come from (tokenizers.md, "Hugging Face
+ * cache layout and download"): the hub cache Python's huggingface_hub uses
+ * (`models--org--name/refs/<revision>`, `snapshots/<commit>/`), filled from
+ * `HF_ENDPOINT` when the files are not there. Each file is written to a
+ * temporary name and renamed when complete, so an interrupted download
+ * leaves nothing a later start would take for a tokenizer.
+ */
+
+import type { Logger } from "../log.ts";
+
+/** The files a tokenizer is made of; only the first is required. */
+export const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+] as const;
+
+export interface HubSettings {
+  /** The hub cache directory, or null when there is none (no HOME). */
+  cacheDir: string | null;
+  endpoint: string;
+  token?: string;
+  /** HF_HUB_OFFLINE: look in the cache only. */
+  offline: boolean;
+}
+
+/** The hub settings of a configuration and environment. */
+export function hubSettings(
+  cacheDirOption: string,
+  env: Record<string, string | undefined>,
+): HubSettings {
+  let cacheDir: string | null = cacheDirOption || env.HF_HUB_CACHE || null;
+  if (!cacheDir && env.HF_HOME) cacheDir = `${env.HF_HOME}/hub`;
+  if (!cacheDir && env.HOME) cacheDir = `${env.HOME}/.cache/huggingface/hub`;
+  const offline = ["1", "true", "yes", "on"].includes((env.HF_HUB_OFFLINE ?? "").toLowerCase());
+  return {
+    cacheDir,
+    endpoint: (env.HF_ENDPOINT || "https://huggingface.co").replace(/\/+$/, ""),
+    token: env.HF_TOKEN || undefined,
+    offline,
+  };
+}
+
+/** `org/name` (or a legacy bare `name`): what the hub accepts as a model repo id. */
+export function isRepoId(s: string): boolean {
+  return /^[\w.-]+(\/[\w.-]+)?$/.test(s) && !s.includes("..") && !s.startsWith(".");
+}
+
+function repoDir(cacheDir: string, repo: string): string {
+  return `${cacheDir}/models--${repo.replaceAll("/", "--")}`;
+}
+
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/** The snapshot directory holding `repo`'s tokenizer.json at `revision`, or null. */
+export function findCached(cacheDir: string, repo: string, revision: string): string | null {
+  const dir = repoDir(cacheDir, repo);
+  let commit = revision;
+  if (!COMMIT.test(revision)) {
+    try {
+      commit = Deno.readTextFileSync(`${dir}/refs/${revision}`).trim();
+    } catch {
+      return null;
+    }
+  }
+  const snapshot = `${dir}/snapshots/${commit}`;
+  try {
+    return Deno.statSync(`${snapshot}/tokenizer.json`).isFile ? snapshot : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Why a download gave nothing (selection then moves on). */
+export class HubUnavailable extends Error {}
+
+/** How long to wait for the hub to answer, and for the next bytes of a file. */
+const CONNECT_TIMEOUT_MS = 10_000;
+const STALL_TIMEOUT_MS = 30_000;
+
+/**
+ * Downloads `repo`'s tokenizer files at `revision` into the cache and
+ * returns the snapshot directory. Throws HubUnavailable when the hub cannot
+ * be reached, refuses (401/403/404), or the repo has no tokenizer.json.
+ */
+export async function downloadTokenizer(
+  hub: HubSettings,
+  repo: string,
+  revision: string,
+  log: Logger,
+  progress: ProgressFactory = defaultProgress,
+): Promise<string> {
+  if (hub.cacheDir === null) throw new HubUnavailable("no cache directory (HF_HOME or HOME)");
+  const dir = repoDir(hub.cacheDir, repo);
+  let snapshot: string | null = null;
+  for (const file of TOKENIZER_FILES) {
+    const url = `${hub.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
+    const res = await get(url, hub.token);
+    if (!res.ok) {
+      await res.body?.cancel();
+      if (file !== "tokenizer.json" && res.status === 404) continue;
+      if (file === "tokenizer.json") {
+        throw new HubUnavailable(`${url}: HTTP ${res.status}`);
+      }
+      // An optional file the hub will not give: the tokenizer works without it.
+      log.warn("tokenizer file not downloaded", { url, status: res.status });
+      continue;
+    }
+    if (snapshot === null) {
+      const commit = res.headers.get("x-repo-commit") ?? "";
+      // Without the hub's commit header, the snapshot is named by the revision.
+      const name = COMMIT.test(commit) ? commit : revision;
+      snapshot = `${dir}/snapshots/${name}`;
+      await Deno.mkdir(snapshot, { recursive: true });
+      if (name !== revision) {
+        await Deno.mkdir(`${dir}/refs`, { recursive: true });
+        await writeAtomically(`${dir}/refs/${revision}`, async (f) => {
+          await f.write(new TextEncoder().encode(name));
+        });
+      }
+    }
+    await saveBody(res, `${snapshot}/${file}`, file, progress);
+  }
+  if (snapshot === null) throw new HubUnavailable("no tokenizer.json");
+  return snapshot;
+}
+
+async function get(url: string, token?: string): Promise<Response> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  try {
+    return await fetch(url, { headers, signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS) });
+  } catch (e) {
+    throw new HubUnavailable(`${url}: ${(e as Error).message}`);
+  }
+}
+
+/** Writes `path` through a temporary file renamed into place when complete. */
+async function writeAtomically(
+  path: string,
+  write: (f: Deno.FsFile) => Promise<void>,
+): Promise<void> {
+  const tmp = `${path}.${crypto.randomUUID()}.incomplete`;
+  const f = await Deno.open(tmp, { write: true, createNew: true });
+  try {
+    await write(f);
+    f.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    try {
+      f.close();
+    } catch { /* closed already */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** A download's progress display. */
+export interface Progress {
+  update(bytes: number): void;
+  done(): void;
+}
+export type ProgressFactory = (file: string, total: number | null) => Promise<Progress>;
+
+async function saveBody(
+  res: Response,
+  path: string,
+  file: string,
+  progress: ProgressFactory,
+): Promise<void> {
+  const len = Number(res.headers.get("content-length"));
+  const bar = await progress(file, Number.isFinite(len) && len > 0 ? len : null);
+  const reader = res.body!.getReader();
+  try {
+    await writeAtomically(path, async (f) => {
+      let got = 0;
+      while (true) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const stalled = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new HubUnavailable(`${file}: no data for ${STALL_TIMEOUT_MS / 1000}s`)),
+            STALL_TIMEOUT_MS,
+          );
+        });
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await Promise.race([reader.read(), stalled]);
+        } catch (e) {
+          throw e instanceof HubUnavailable
+            ? e
+            : new HubUnavailable(`${file}: ${(e as Error).message}`);
+        } finally {
+          clearTimeout(timer);
+        }
+        if (chunk.done) break;
+        let off = 0;
+        while (off < chunk.value.length) off += await f.write(chunk.value.subarray(off));
+        got += chunk.value.length;
+        bar.update(got);
+      }
+      if (Number.isFinite(len) && len > 0 && got !== len) {
+        throw new HubUnavailable(`${file}: ended after ${got} of ${len} bytes`);
+      }
+    });
+  } finally {
+    bar.done();
+    reader.releaseLock();
+  }
+}
+
+/**
+ * A progress bar on a terminal (cli-progress, loaded only then); otherwise
+ * a line at each quarter, for logs.
+ */
+const defaultProgress: ProgressFactory = async (file, total) => {
+  if (Deno.stderr.isTerminal() && total !== null) {
+    const { default: cliProgress } = await import("cli-progress");
+    const { default: process } = await import("node:process");
+    const bar = new cliProgress.SingleBar({
+      format: `${file} [{bar}] {percentage}% {value}/{total} bytes`,
+      stream: process.stderr,
+    }, cliProgress.Presets.shades_classic);
+    bar.start(total, 0);
+    return { update: (n) => bar.update(n), done: () => bar.stop() };
+  }
+  let quarter = 0;
+  const line = (s: string) => console.error(`downloading ${file}: ${s}`);
+  return {
+    update(n) {
+      if (total === null) return;
+      const q = Math.floor((n / total) * 4);
+      if (q > quarter) {
+        quarter = q;
+        line(`${q * 25}% (${n} of ${total} bytes)`);
+      }
+    },
+    done() {
+      if (total === null) line("done");
+    },
+  };
+};

@@ -1,0 +1,266 @@
+/**
+ * A model's own tokenizer, in-process (tokenizers.md, "Hugging Face
+ * tokenizer"): `tokenizer.json` through @huggingface/tokenizers, the chat
+ * template rendered with @huggingface/jinja as transformers'
+ * `apply_chat_template` does (`add_generation_prompt`, tools, the special
+ * tokens), the rendering encoded without adding special tokens again.
+ *
+ * Both libraries are imported only when a tokenizer file is loaded, so a
+ * plain start never downloads them.
+ */
+
+import type { ChatMessage } from "../chat.ts";
+import { ApiError } from "../errors.ts";
+import { SENTENCES, sentenceTable } from "../sentences.ts";
+import type {
+  ChatOptions,
+  Encoding,
+  SentenceTable,
+  Tokenizer,
+  TokenizerKind,
+} from "../tokenizer.ts";
+import { builtinChatText } from "./builtin.ts";
+
+/** The parts of @huggingface/tokenizers' Tokenizer used here. */
+interface HfTokenizer {
+  encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
+  decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
+  id_to_token(id: number): string | undefined;
+}
+
+interface HfTemplate {
+  render(items: Record<string, unknown>): string;
+}
+
+/** A loaded tokenizer: its files parsed once, shared read-only by every simulator. */
+export interface HfFiles {
+  tokenizer: HfTokenizer;
+  template: HfTemplate | null;
+  /** bos_token, eos_token, … as the template sees them. */
+  specialTokens: Record<string, string>;
+  /** Ids `decode` accepts: 0 ≤ id < this. */
+  vocabSize: number;
+}
+
+/** A tokenizer file that cannot be loaded: a start-up error naming it. */
+export class TokenizerLoadError extends Error {}
+
+const SPECIAL_KEYS = ["bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token"];
+
+/**
+ * Loads `tokenizer.json` from `dir` (with `tokenizer_config.json`,
+ * `special_tokens_map.json` and `chat_template.jinja` when present).
+ */
+export async function loadHfFiles(
+  dir: string,
+  tokenizerFile = `${dir}/tokenizer.json`,
+): Promise<HfFiles> {
+  const json = (await readJson(tokenizerFile, true))!;
+  const config = (await readJson(`${dir}/tokenizer_config.json`, false)) ?? {};
+  const specialMap = (await readJson(`${dir}/special_tokens_map.json`, false)) ?? {};
+  const { Tokenizer } = await import("@huggingface/tokenizers");
+  let tokenizer: HfTokenizer;
+  try {
+    tokenizer = new Tokenizer(json, config) as unknown as HfTokenizer;
+  } catch (e) {
+    throw new TokenizerLoadError(`${tokenizerFile}: not a tokenizer: ${(e as Error).message}`);
+  }
+  const specialTokens: Record<string, string> = {};
+  for (const k of SPECIAL_KEYS) {
+    const v = tokenContent(config[k]) ?? tokenContent(specialMap[k]);
+    if (v !== undefined) specialTokens[k] = v;
+  }
+  const source = await templateSource(dir, config);
+  let template: HfTemplate | null = null;
+  if (source !== null) {
+    const { Template } = await import("@huggingface/jinja");
+    try {
+      template = new Template(source);
+    } catch (e) {
+      throw new TokenizerLoadError(
+        `${dir}: the chat template does not parse: ${(e as Error).message}`,
+      );
+    }
+  }
+  return { tokenizer, template, specialTokens, vocabSize: vocabSizeOf(json) };
+}
+
+async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (!required && e instanceof Deno.errors.NotFound) return null;
+    throw new TokenizerLoadError(`${path}: ${(e as Error).message}`);
+  }
+  try {
+    const v = JSON.parse(text);
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) return v;
+  } catch (e) {
+    throw new TokenizerLoadError(`${path}: not JSON: ${(e as Error).message}`);
+  }
+  throw new TokenizerLoadError(`${path}: not a JSON object`);
+}
+
+/** A special token as configs write it: a string, or an AddedToken `{content}`. */
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === "string") return v;
+  if (
+    typeof v === "object" && v !== null && typeof (v as { content?: unknown }).content === "string"
+  ) {
+    return (v as { content: string }).content;
+  }
+  return undefined;
+}
+
+/**
+ * The chat template: `chat_template` of the config (a string, or named
+ * templates of which "default" is used), else `chat_template.jinja`.
+ */
+async function templateSource(
+  dir: string,
+  config: Record<string, unknown>,
+): Promise<string | null> {
+  const t = config.chat_template;
+  if (typeof t === "string") return t;
+  if (Array.isArray(t)) {
+    const named = t.find((x) => x?.name === "default") ?? t[0];
+    if (typeof named?.template === "string") return named.template;
+  }
+  try {
+    return await Deno.readTextFile(`${dir}/chat_template.jinja`);
+  } catch {
+    return null;
+  }
+}
+
+/** One past the highest id of the vocabulary and the added tokens. */
+function vocabSizeOf(json: Record<string, unknown>): number {
+  let max = -1;
+  const model = json.model as { vocab?: unknown } | undefined;
+  const vocab = model?.vocab;
+  if (Array.isArray(vocab)) max = vocab.length - 1; // Unigram: [token, score] pairs
+  else if (vocab && typeof vocab === "object") {
+    for (const id of Object.values(vocab)) if (typeof id === "number" && id > max) max = id;
+  }
+  const added = json.added_tokens;
+  if (Array.isArray(added)) {
+    for (const t of added) if (typeof t?.id === "number" && t.id > max) max = t.id;
+  }
+  return max + 1;
+}
+
+/** A message as chat templates take it (vLLM passes tool-call arguments parsed). */
+function templateMessage(m: ChatMessage): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: m.role, content: m.text };
+  if (m.toolCalls) {
+    out.tool_calls = m.toolCalls.map((c) => ({
+      id: c.id,
+      type: "function",
+      function: { name: c.name, arguments: parsedArguments(c.arguments) },
+    }));
+  }
+  if (m.toolCallId !== undefined) out.tool_call_id = m.toolCallId;
+  return out;
+}
+
+function parsedArguments(args: string): unknown {
+  try {
+    const v = JSON.parse(args);
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) return v;
+  } catch {
+    // not JSON: the template gets the string as sent
+  }
+  return args;
+}
+
+export class HuggingFaceTokenizer implements Tokenizer {
+  readonly kind: TokenizerKind = "huggingface";
+  #sentences: SentenceTable | null = null;
+
+  constructor(private readonly files: HfFiles) {}
+
+  get sentences(): SentenceTable {
+    return this.#sentences ??= sentenceTable(SENTENCES, (t) => this.pieces(t));
+  }
+
+  encode(text: string, addSpecialTokens = true): Encoding {
+    return {
+      ids: this.files.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids,
+      text,
+    };
+  }
+
+  encodeChat(messages: readonly ChatMessage[], opts?: ChatOptions): Encoding {
+    const { template, specialTokens } = this.files;
+    // A model without a chat template: the built-in chat text, as the spec has it.
+    if (template === null) return this.encode(builtinChatText(messages), false);
+    let text: string;
+    try {
+      text = template.render({
+        ...specialTokens,
+        messages: messages.map(templateMessage),
+        ...(opts?.tools?.length ? { tools: opts.tools } : {}),
+        add_generation_prompt: true,
+      });
+    } catch (e) {
+      // A template that refuses the conversation (e.g. roles out of order): vLLM's 400.
+      throw new ApiError(400, `Chat template error: ${(e as Error)?.message ?? e}`, "messages");
+    }
+    return this.encode(text, false);
+  }
+
+  tokenStrings(enc: Encoding): string[] {
+    return enc.ids.map((id) => this.files.tokenizer.id_to_token(id) ?? "");
+  }
+
+  pieces(text: string): string[] {
+    const ids = this.files.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    const out = incrementalPieces(ids, (s) => this.files.tokenizer.decode(s));
+    // A text the tokenizer encodes to nothing still reaches the client.
+    if (out.length === 0 && text.length > 0) return [text];
+    return out;
+  }
+
+  pieceIds(piece: string): number[] {
+    return this.files.tokenizer.encode(piece, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: readonly number[]): string | null {
+    const size = this.files.vocabSize;
+    for (const id of ids) if (!(id >= 0 && id < size)) return null;
+    return this.files.tokenizer.decode(ids as number[], { skip_special_tokens: false });
+  }
+}
+
+/**
+ * Each id's text, decoded incrementally as vLLM's detokenizer does: a
+ * window of ids is decoded and only the new, complete characters are the
+ * piece, so a character split over several byte tokens is never sent as
+ * broken UTF-8 (its first bytes' pieces are empty). The pieces
+ * concatenate to the decoding of all the ids.
+ */
+export function incrementalPieces(
+  ids: readonly number[],
+  decode: (ids: number[]) => string,
+): string[] {
+  const out: string[] = new Array(ids.length);
+  let prefix = 0; // start of the decoding window
+  let read = 0; // ids before this have been sent
+  let prefixText = "";
+  for (let i = 0; i < ids.length; i++) {
+    const text = decode(ids.slice(prefix, i + 1) as number[]);
+    if (text.length > prefixText.length && !text.endsWith("\uFFFD")) {
+      out[i] = text.slice(prefixText.length);
+      prefix = read;
+      read = i + 1;
+      prefixText = decode(ids.slice(prefix, read) as number[]);
+    } else out[i] = "";
+  }
+  // Bytes that never completed a character: sent with the last piece.
+  if (read < ids.length && ids.length > 0) {
+    const rest = decode(ids.slice(prefix) as number[]).slice(prefixText.length);
+    out[ids.length - 1] += rest;
+  }
+  return out;
+}
