@@ -1,4 +1,5 @@
 /** Test harness: start vllm-sim in-process on a free port. */
+import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { type Running, startServers } from "../main.ts";
 
@@ -192,4 +193,25 @@ export async function rawHttp(
     conn.close();
   } catch { /* already closed */ }
   return { text, closed };
+}
+
+export interface ErrorAnswer {
+  error: { message: string; type: string; param: string | null; code: number };
+}
+
+/** POSTs `body` and checks the error's status and exact message. */
+export async function expectError(
+  s: TestServer,
+  path: string,
+  body: unknown,
+  status: number,
+  message: string | RegExp,
+): Promise<ErrorAnswer> {
+  const res = await s.post(path, body);
+  const e = await res.json() as ErrorAnswer;
+  assert.equal(res.status, status, JSON.stringify(e));
+  if (typeof message === "string") assert.equal(e.error.message, message);
+  else assert.match(e.error.message, message);
+  assert.equal(e.error.code, status);
+  return e;
 }

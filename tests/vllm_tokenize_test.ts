@@ -3,31 +3,10 @@ import assert from "node:assert/strict";
 import { synthesizeFeatures } from "../lib/api/vllm/features.ts";
 import { builtinChatText as renderChat, BuiltinTokenizer } from "../lib/tokenizer/builtin.ts";
 import { parseMessages } from "../lib/api/openai/protocol.ts";
-import { startSim, type TestServer } from "./helpers.ts";
+import { expectError, startSim, type TestServer } from "./helpers.ts";
 
 const builtinIds = (text: string) => new BuiltinTokenizer().encode(text).ids;
 const media = (raw: unknown) => parseMessages(raw).flatMap((m) => m.media ?? []);
-
-interface ErrorAnswer {
-  error: { message: string; type: string; param: string | null; code: number };
-}
-
-/** POSTs `body` and checks the error's status and exact message. */
-async function expectError(
-  s: TestServer,
-  path: string,
-  body: unknown,
-  status: number,
-  message: string | RegExp,
-): Promise<ErrorAnswer> {
-  const res = await s.post(path, body);
-  const e = await res.json() as ErrorAnswer;
-  assert.equal(res.status, status, JSON.stringify(e));
-  if (typeof message === "string") assert.equal(e.error.message, message);
-  else assert.match(e.error.message, message);
-  assert.equal(e.error.code, status);
-  return e;
-}
 
 async function loadLora(s: TestServer, name: string): Promise<void> {
   const res = await s.post("/v1/load_lora_adapter", { lora_name: name, lora_path: "/tmp/x" });

@@ -90,11 +90,12 @@ export async function downloadTokenizer(
   repo: string,
   revision: string,
   log: Logger,
-  progress: ProgressFactory = defaultProgress,
+  progress: ProgressFactory = defaultProgress(log),
 ): Promise<string> {
   if (hub.cacheDir === null) throw new HubUnavailable("no cache directory (HF_HOME or HOME)");
   const dir = repoDir(hub.cacheDir, repo);
   let snapshot: string | null = null;
+  let commit = revision;
   for (const file of TOKENIZER_FILES) {
     const url = `${hub.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
     const res = await get(url, hub.token);
@@ -109,21 +110,22 @@ export async function downloadTokenizer(
       continue;
     }
     if (snapshot === null) {
-      const commit = res.headers.get("x-repo-commit") ?? "";
+      const header = res.headers.get("x-repo-commit") ?? "";
       // Without the hub's commit header, the snapshot is named by the revision.
-      const name = COMMIT.test(commit) ? commit : revision;
-      snapshot = `${dir}/snapshots/${name}`;
+      if (COMMIT.test(header)) commit = header;
+      snapshot = `${dir}/snapshots/${commit}`;
       await Deno.mkdir(snapshot, { recursive: true });
-      if (name !== revision) {
-        await Deno.mkdir(`${dir}/refs`, { recursive: true });
-        await writeAtomically(`${dir}/refs/${revision}`, async (f) => {
-          await f.write(new TextEncoder().encode(name));
-        });
-      }
     }
     await saveBody(res, `${snapshot}/${file}`, file, progress);
   }
   if (snapshot === null) throw new HubUnavailable("no tokenizer.json");
+  // The ref last: a revision points at a snapshot only once its files are complete.
+  if (commit !== revision) {
+    await Deno.mkdir(`${dir}/refs`, { recursive: true });
+    await writeAtomically(`${dir}/refs/${revision}`, async (f) => {
+      await f.write(new TextEncoder().encode(commit));
+    });
+  }
   return snapshot;
 }
 
@@ -212,9 +214,9 @@ async function saveBody(
 
 /**
  * A progress bar on a terminal (cli-progress, loaded only then); otherwise
- * a line at each quarter, for logs.
+ * a log line at each quarter.
  */
-const defaultProgress: ProgressFactory = async (file, total) => {
+const defaultProgress = (log: Logger): ProgressFactory => async (file, total) => {
   if (Deno.stderr.isTerminal() && total !== null) {
     const { default: cliProgress } = await import("cli-progress");
     const { default: process } = await import("node:process");
@@ -226,18 +228,19 @@ const defaultProgress: ProgressFactory = async (file, total) => {
     return { update: (n) => bar.update(n), done: () => bar.stop() };
   }
   let quarter = 0;
-  const line = (s: string) => console.error(`downloading ${file}: ${s}`);
+  let got = 0;
   return {
     update(n) {
+      got = n;
       if (total === null) return;
       const q = Math.floor((n / total) * 4);
       if (q > quarter) {
         quarter = q;
-        line(`${q * 25}% (${n} of ${total} bytes)`);
+        log.info("downloading", { file, percent: q * 25, bytes: n, total });
       }
     },
     done() {
-      if (total === null) line("done");
+      if (total === null) log.info("downloaded", { file, bytes: got });
     },
   };
 };
