@@ -9,9 +9,11 @@
  *
  * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
  * --connections <n> (64), --streams <n> idle streams (10000),
- * --only throughput,timing,memory,startup.
+ * --only throughput,tokenizer,timing,memory,startup.
  */
 import { latencyRun, type Stats } from "./latency.ts";
+import { qwenTokenizerDir } from "../tests/fixtures/qwen_tokenizer.ts";
+import { SENTENCES } from "../lib/sentences.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const DENO = Deno.execPath();
@@ -33,7 +35,7 @@ const DURATION_S = Number(flag("duration", "5"));
 const ROUNDS = Number(flag("rounds", "2"));
 const CONNECTIONS = Number(flag("connections", "64"));
 const IDLE_STREAMS = Number(flag("streams", "10000"));
-const ONLY = new Set(flag("only", "throughput,timing,memory,startup").split(","));
+const ONLY = new Set(flag("only", "throughput,tokenizer,timing,memory,startup").split(","));
 
 // ---------------------------------------------------------------------------
 // Subprocess helpers.
@@ -63,6 +65,9 @@ async function fileLimit(): Promise<number> {
   return hard === "unlimited" ? 1 << 20 : Number(hard) || 1024;
 }
 
+/** The made-up model name is never looked up on the hub: the built-in tokenizer, offline. */
+const BENCH_ENV = { HF_HUB_OFFLINE: "1" };
+
 interface Proc {
   child: Deno.ChildProcess;
   pid: number;
@@ -83,6 +88,7 @@ function spawnDeno(args: string[], opts: { files?: number; stdout?: boolean } = 
     ? new Deno.Command("sh", {
       args: ["-c", `ulimit -n ${opts.files} 2>/dev/null; exec "$@"`, "sh", ...argv],
       cwd: ROOT,
+      env: BENCH_ENV,
       stdin: "null",
       stdout: opts.stdout ? "piped" : "null",
       stderr: "null",
@@ -90,6 +96,7 @@ function spawnDeno(args: string[], opts: { files?: number; stdout?: boolean } = 
     : new Deno.Command(DENO, {
       args: argv.slice(1),
       cwd: ROOT,
+      env: BENCH_ENV,
       stdin: "null",
       stdout: opts.stdout ? "piped" : "null",
       stderr: "null",
@@ -372,6 +379,77 @@ async function throughput(gen: LoadGenerator): Promise<void> {
   }
 }
 
+/**
+ * A real model's tokenizer on the request path: the same chat request with
+ * a prompt of about 1 000 tokens against the built-in tokenizer and against
+ * Qwen2.5's tokenizer.json (the test data), interleaved rounds. The prompt
+ * repeats, as a load test's do: its stretches' ids are remembered after the
+ * first request (docs/performance.md has the first-sight cost).
+ */
+async function tokenizerThroughput(gen: LoadGenerator): Promise<void> {
+  const body = JSON.stringify({
+    model: "m",
+    messages: [
+      { role: "system", content: "You are a helpful assistant." },
+      { role: "user", content: SENTENCES.join(" ").slice(0, 4800) },
+    ],
+    max_tokens: 10,
+    ignore_eos: true,
+  });
+  const [builtinPort, hfPort] = [freePort(), freePort()];
+  const dir = qwenTokenizerDir();
+  const sims = [
+    [
+      "built-in",
+      builtinPort,
+      startSimulator(builtinPort, ["--max-num-seqs", "1024", "--max-model-len", "4096"]),
+    ],
+    [
+      "qwen",
+      hfPort,
+      startSimulator(hfPort, [
+        "--max-num-seqs",
+        "1024",
+        "--max-model-len",
+        "4096",
+        "--tokenizer",
+        dir,
+      ]),
+    ],
+  ] as const;
+  try {
+    const best = new Map<string, number>();
+    for (const [name, port] of sims) {
+      await waitFor(`http://${HOST}:${port}/health`);
+      const r = await fetch(`http://${HOST}:${port}${PATH}`, { method: "POST", body });
+      const usage = (await r.json()).usage;
+      console.error(`  ${name}: prompt of ${usage.prompt_tokens} tokens`);
+      await gen.run(port, body); // warm-up
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, port] of sims) {
+        const r = await gen.run(port, body);
+        console.error(`  tokenizer ${name} round ${round + 1}: ${fmt(r.rps)} req/s`);
+        if (r.errors > 0) notes.push(`tokenizer ${name}: ${r.errors} errors`);
+        best.set(name, Math.max(best.get(name) ?? 0, r.rps));
+      }
+    }
+    const hf = best.get("qwen")!;
+    const builtin = best.get("built-in")!;
+    rows.push({
+      what: "Chat completions/s, ~1 000-token prompt: Qwen2.5 tokenizer.json vs built-in",
+      sim: `${fmt(hf)} req/s`,
+      baseline: `${fmt(builtin)} req/s (built-in tokenizer)`,
+      result: `ratio ${fmt(hf / builtin, 2)}`,
+      target: "ratio ≥ 0.5",
+      met: hf / builtin >= 0.5,
+    });
+  } finally {
+    for (const [, , p] of sims) await p.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** Token timing: bench/latency.ts, judged on its 1 000-stream row. */
 async function timing(): Promise<void> {
   const what = "Token-arrival error p50 / p99, drift (1 000 streams, TTFT 100 ms, ITL 20 ms)";
@@ -536,10 +614,16 @@ async function machine(): Promise<string> {
 }
 
 const began = performance.now();
-const gen = ONLY.has("throughput") ? (await wrkGenerator()) ?? denoGenerator() : null;
-if (gen) {
+const gen = ONLY.has("throughput") || ONLY.has("tokenizer")
+  ? (await wrkGenerator()) ?? denoGenerator()
+  : null;
+if (gen && ONLY.has("throughput")) {
   console.error(`throughput (${gen.name}, ${ROUNDS} rounds, best kept) …`);
   await throughput(gen);
+}
+if (gen && ONLY.has("tokenizer")) {
+  console.error(`tokenizer (${gen.name}, ${ROUNDS} rounds, best kept) …`);
+  await tokenizerThroughput(gen);
 }
 if (ONLY.has("timing")) {
   console.error("token timing …");

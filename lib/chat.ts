@@ -6,7 +6,7 @@
 
 import type { MediaItem } from "./api/vllm/features.ts";
 import type { PromptInput } from "./serving/params.ts";
-import type { ChatOptions, Encoding, Tokenizer } from "./tokenizer.ts";
+import type { ChatOptions, Tokenizer } from "./tokenizer.ts";
 
 export interface ToolCall {
   id: string;
@@ -49,9 +49,9 @@ export function chatPrompt(
   echoText: string = lastUserText(messages),
   opts?: ChatOptions,
 ): PromptInput | Promise<PromptInput> {
-  const enc = tokenizer.encodeChat(messages, opts);
-  const input = (e: Encoding): PromptInput => ({ promptTokens: e.ids.length, echoText });
-  return enc instanceof Promise ? enc.then(input) : input(enc);
+  const n = tokenizer.countChat(messages, opts);
+  const input = (promptTokens: number): PromptInput => ({ promptTokens, echoText });
+  return n instanceof Promise ? n.then(input) : input(n);
 }
 
 /** What echo mode answers: the last user message, else the last message. */

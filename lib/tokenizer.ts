@@ -49,6 +49,18 @@ export interface Tokenizer {
   encode(text: string, addSpecialTokens?: boolean): Encoding | Promise<Encoding>;
   /** A chat's ids: the model's chat template, or the built-in chat text. */
   encodeChat(messages: readonly ChatMessage[], opts?: ChatOptions): Encoding | Promise<Encoding>;
+  /**
+   * How many tokens `encode` would give: all usage and the context check
+   * need, which a tokenizer may answer without building the ids.
+   */
+  count(text: string, addSpecialTokens?: boolean): number | Promise<number>;
+  /** How many tokens `encodeChat` would give. */
+  countChat(messages: readonly ChatMessage[], opts?: ChatOptions): number | Promise<number>;
+  /**
+   * The encoding's ids are being shown to a client (/tokenize, render): a
+   * tokenizer whose ids are hashes keeps them for `decode`.
+   */
+  remember?(enc: Encoding): void;
   /** The token strings of an encoding, one per id (/tokenize's `token_strs`). */
   tokenStrings(enc: Encoding): string[];
   /**
@@ -69,9 +81,13 @@ const FNV_PRIME = 0x01000193;
 
 /** FNV-1a 32-bit hash of the UTF-8 encoding of `s` (unsigned). No allocation. */
 export function fnv1a32(s: string): number {
+  return fnv1a32Range(s, 0, s.length);
+}
+
+/** FNV-1a 32 of `s.slice(start, end)`, without making the slice. */
+export function fnv1a32Range(s: string, start: number, n: number): number {
   let h = FNV_OFFSET;
-  const n = s.length;
-  for (let i = 0; i < n; i++) {
+  for (let i = start; i < n; i++) {
     let c = s.charCodeAt(i);
     if (c < 0x80) {
       h = Math.imul(h ^ c, FNV_PRIME);

@@ -25,6 +25,7 @@ import { SENTENCES, sentenceTable } from "../sentences.ts";
 import {
   type Encoding,
   fnv1a32,
+  fnv1a32Range,
   type SentenceTable,
   type Tokenizer,
   type TokenizerKind,
@@ -47,25 +48,26 @@ for (let c = 0; c < 128; c++) {
 // right, so an underscore that starts a token is a token of its own.
 for (const c of "{}:,-.?!;@#$%^&*()+_~/\\><[]=\"'") CLASS[c.charCodeAt(0)] = SYMBOL;
 
-function classOf(c: number): number {
-  return c < 128 ? CLASS[c] : DROPPED;
-}
-
 /**
  * End of the match that starts at `p`, or -1 when the character at `p` is
  * dropped. Callers step over dropped characters themselves.
  */
 function matchEnd(text: string, p: number, n: number): number {
-  const cls = classOf(text.charCodeAt(p));
+  let c = text.charCodeAt(p);
+  const cls = c < 128 ? CLASS[c] : DROPPED;
   if (cls === SYMBOL) p++;
   else if (cls === WORD) {
-    p++;
     // Inside a word, `_` is a word character again.
-    for (let c = text.charCodeAt(p); p < n && (c === 0x5f || classOf(c) === WORD);) {
-      c = text.charCodeAt(++p);
+    while (++p < n) {
+      c = text.charCodeAt(p);
+      if (c >= 128 || (CLASS[c] !== WORD && c !== 0x5f)) break;
     }
   } else return -1;
-  while (p < n && classOf(text.charCodeAt(p)) === SPACE) p++;
+  while (p < n) {
+    c = text.charCodeAt(p);
+    if (c >= 128 || CLASS[c] !== SPACE) break;
+    p++;
+  }
   return p;
 }
 
@@ -199,19 +201,44 @@ export class BuiltinTokenizer implements Tokenizer {
   #previous = new Map<number, string>();
 
   encode(text: string): Encoding {
-    const toks = splitText(text);
-    const ids: number[] = new Array(toks.length);
-    for (let i = 0; i < toks.length; i++) {
-      const tok = toks[i];
-      const id = fnv1a32(tok);
-      this.#learn(id, tok);
-      ids[i] = id;
+    // Hashed in place, no token cut out: a prompt's ids are only counted
+    // unless they are shown to the client (see remember).
+    const ids: number[] = [];
+    const n = text.length;
+    let p = 0;
+    while (p < n) {
+      const e = matchEnd(text, p, n);
+      if (e < 0) p++;
+      else {
+        ids.push(fnv1a32Range(text, p, e));
+        p = e;
+      }
     }
     return { ids, text };
   }
 
+  /** Ids shown to a client (/tokenize, render) can come back to /detokenize: learn them. */
+  remember(enc: Encoding): void {
+    this.#learnAll(enc.text);
+  }
+
+  #learnAll(text: string): void {
+    for (const tok of splitText(text)) {
+      const id = fnv1a32(tok);
+      if (!BUILTIN_VOCABULARY.has(id) && !this.#current.has(id)) this.#learn(id, tok);
+    }
+  }
+
   encodeChat(messages: readonly ChatMessage[]): Encoding {
     return this.encode(builtinChatText(messages));
+  }
+
+  count(text: string): number {
+    return countText(text);
+  }
+
+  countChat(messages: readonly ChatMessage[]): number {
+    return countText(builtinChatText(messages));
   }
 
   tokenStrings(enc: Encoding): string[] {
@@ -223,6 +250,8 @@ export class BuiltinTokenizer implements Tokenizer {
   }
 
   pieceIds(piece: string): number[] {
+    // Output ids (generate) are shown: they decode back.
+    this.#learnAll(piece);
     return splitText(piece).map(fnv1a32);
   }
 
@@ -236,10 +265,9 @@ export class BuiltinTokenizer implements Tokenizer {
     return s;
   }
 
+  /** Keeps the id's string (the caller checked it is not known yet). */
   #learn(id: number, tok: string): void {
-    if (
-      tok.length > MAX_LEARNED_TOKEN || BUILTIN_VOCABULARY.has(id) || this.#current.has(id)
-    ) return;
+    if (tok.length > MAX_LEARNED_TOKEN) return;
     if (this.#current.size >= GENERATION_CAP) {
       this.#previous = this.#current;
       this.#current = new Map();

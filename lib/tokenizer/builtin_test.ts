@@ -72,7 +72,11 @@ Deno.test("built-in: decode knows the sentences and what it encoded, nothing els
   const t = new BuiltinTokenizer();
   const toks = BUILTIN_SENTENCES.tokens[3];
   assert.equal(t.decode(toks.map(fnv1a32)), SENTENCES[3] + " ");
-  const ids = t.encode("Zebra quagga okapi").ids;
+  const enc = t.encode("Zebra quagga okapi");
+  // A prompt's ids are only counted; ids shown to a client are remembered.
+  assert.equal(t.decode(enc.ids), null);
+  t.remember(enc);
+  const ids = enc.ids;
   assert.equal(t.decode(ids), "Zebra quagga okapi");
   // Another simulator's tokenizer has not seen these.
   assert.equal(new BuiltinTokenizer().decode(ids), null);

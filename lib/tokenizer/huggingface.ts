@@ -40,6 +40,42 @@ export interface HfFiles {
   specialTokens: Record<string, string>;
   /** Ids `decode` accepts: 0 ≤ id < this. */
   vocabSize: number;
+  /** How to cut a text at its added tokens, when the library's encoding allows it (see Segmenter). */
+  segmenter: Segmenter | null;
+}
+
+/**
+ * The library encodes each stretch of text between added tokens (`<|im_start|>`,
+ * …) on its own, so a chat template's rendering can be encoded a stretch at a
+ * time and each stretch's ids remembered: a conversation's earlier messages
+ * and a repeated system prompt are then encoded once. Only when no added
+ * token strips its neighbours or is matched after normalizing, and the
+ * pre-tokenizer does not treat the first stretch differently: otherwise the
+ * stretches would not be independent, and the cache is not used.
+ */
+export interface Segmenter {
+  /** Matches any added token, longest first; `split` keeps the matches. */
+  re: RegExp;
+  ids: Map<string, number>;
+}
+
+function segmenterOf(
+  json: Record<string, unknown>,
+  config: Record<string, unknown>,
+): Segmenter | null {
+  const added = Array.isArray(json.added_tokens) ? json.added_tokens : [];
+  const ids = new Map<string, number>();
+  for (const t of added) {
+    if (typeof t?.content !== "string" || typeof t.id !== "number") return null;
+    if (t.lstrip || t.rstrip || t.single_word || (t.normalized && json.normalizer)) return null;
+    ids.set(t.content, t.id);
+  }
+  if (config.remove_space === true || config.do_lowercase_and_remove_accent) return null;
+  if (/"prepend_scheme":\s*"first"/.test(JSON.stringify(json.pre_tokenizer ?? null))) return null;
+  if (ids.size === 0) return null;
+  const alternatives = [...ids.keys()].sort((a, b) => b.length - a.length)
+    .map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  return { re: new RegExp(`(${alternatives.join("|")})`), ids };
 }
 
 /** A tokenizer file that cannot be loaded: a start-up error naming it. */
@@ -82,7 +118,13 @@ export async function loadHfFiles(
       );
     }
   }
-  return { tokenizer, template, specialTokens, vocabSize: vocabSizeOf(json) };
+  return {
+    tokenizer,
+    template,
+    specialTokens,
+    vocabSize: vocabSizeOf(json),
+    segmenter: segmenterOf(json, config),
+  };
 }
 
 async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | null> {
@@ -174,9 +216,43 @@ function parsedArguments(args: string): unknown {
   return args;
 }
 
+/** Characters of stretches a tokenizer remembers the ids of (about 2 bytes of ids each). */
+export const SEGMENT_CACHE_CHARS = 8_000_000;
+/** Longer stretches are encoded every time (one would crowd out the rest). */
+const MAX_CACHED_SEGMENT = 256 * 1024;
+
+/** Stretch → ids, least recently used dropped first, bounded in characters. */
+class SegmentCache {
+  #map = new Map<string, number[]>();
+  #chars = 0;
+  constructor(private readonly budget: number) {}
+
+  get(key: string): number[] | undefined {
+    const v = this.#map.get(key);
+    if (v !== undefined) {
+      // Most recently used last.
+      this.#map.delete(key);
+      this.#map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, ids: number[]): void {
+    if (key.length > MAX_CACHED_SEGMENT) return;
+    this.#map.set(key, ids);
+    this.#chars += key.length;
+    for (const [k] of this.#map) {
+      if (this.#chars <= this.budget) break;
+      this.#map.delete(k);
+      this.#chars -= k.length;
+    }
+  }
+}
+
 export class HuggingFaceTokenizer implements Tokenizer {
   readonly kind: TokenizerKind = "huggingface";
   #sentences: SentenceTable | null = null;
+  readonly #cache = new SegmentCache(SEGMENT_CACHE_CHARS);
 
   constructor(private readonly files: HfFiles) {}
 
@@ -185,10 +261,30 @@ export class HuggingFaceTokenizer implements Tokenizer {
   }
 
   encode(text: string, addSpecialTokens = true): Encoding {
-    return {
-      ids: this.files.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids,
-      text,
-    };
+    if (!addSpecialTokens) return { ids: this.#plain(text), text };
+    return { ids: this.files.tokenizer.encode(text, { add_special_tokens: true }).ids, text };
+  }
+
+  /** Ids without special tokens added, a remembered stretch at a time where that is exact. */
+  #plain(text: string): number[] {
+    const { segmenter, tokenizer } = this.files;
+    if (segmenter === null) return tokenizer.encode(text, { add_special_tokens: false }).ids;
+    const ids: number[] = [];
+    for (const part of text.split(segmenter.re)) {
+      if (part === "") continue;
+      const special = segmenter.ids.get(part);
+      if (special !== undefined) {
+        ids.push(special);
+        continue;
+      }
+      let got = this.#cache.get(part);
+      if (got === undefined) {
+        got = tokenizer.encode(part, { add_special_tokens: false }).ids;
+        this.#cache.set(part, got);
+      }
+      for (let i = 0; i < got.length; i++) ids.push(got[i]);
+    }
+    return ids;
   }
 
   encodeChat(messages: readonly ChatMessage[], opts?: ChatOptions): Encoding {
@@ -210,12 +306,20 @@ export class HuggingFaceTokenizer implements Tokenizer {
     return this.encode(text, false);
   }
 
+  count(text: string, addSpecialTokens = true): number {
+    return this.encode(text, addSpecialTokens).ids.length;
+  }
+
+  countChat(messages: readonly ChatMessage[], opts?: ChatOptions): number {
+    return this.encodeChat(messages, opts).ids.length;
+  }
+
   tokenStrings(enc: Encoding): string[] {
     return enc.ids.map((id) => this.files.tokenizer.id_to_token(id) ?? "");
   }
 
   pieces(text: string): string[] {
-    const ids = this.files.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.#plain(text);
     const out = incrementalPieces(ids, (s) => this.files.tokenizer.decode(s));
     // A text the tokenizer encodes to nothing still reaches the client.
     if (out.length === 0 && text.length > 0) return [text];
@@ -223,10 +327,11 @@ export class HuggingFaceTokenizer implements Tokenizer {
   }
 
   pieceIds(piece: string): number[] {
-    return this.files.tokenizer.encode(piece, { add_special_tokens: false }).ids;
+    return this.#plain(piece);
   }
 
   decode(ids: readonly number[]): string | null {
+    if (ids.length === 0) return ""; // the library refuses an empty list
     const size = this.files.vocabSize;
     for (const id of ids) if (!(id >= 0 && id < size)) return null;
     return this.files.tokenizer.decode(ids as number[], { skip_special_tokens: false });

@@ -71,6 +71,14 @@ export class RenderTokenizer implements Tokenizer {
     );
   }
 
+  async count(text: string): Promise<number> {
+    return (await this.encode(text)).ids.length;
+  }
+
+  async countChat(messages: readonly ChatMessage[], opts?: ChatOptions): Promise<number> {
+    return (await this.encodeChat(messages, opts)).ids.length;
+  }
+
   tokenStrings(enc: Encoding): string[] {
     return fitTokens(splitText(enc.text), enc.ids.length);
   }

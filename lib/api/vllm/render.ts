@@ -52,7 +52,7 @@ export async function renderCompletions(tokenizer: Tokenizer, body: JsonObject):
   for (const p of parsePrompts(body.prompt)) {
     // Token-id prompts are copied verbatim: they are already tokenized.
     answers.push({
-      token_ids: "ids" in p ? p.ids : (await tokenize(tokenizer.encode(p.text))).ids,
+      token_ids: "ids" in p ? p.ids : (await tokenize(tokenizer, tokenizer.encode(p.text))).ids,
     });
   }
   return JSON.stringify(answers);
@@ -76,7 +76,7 @@ export async function renderChatCompletion(
     throw badRequest("messages must not be empty", "messages");
   }
   const messages = parseMessages(raw);
-  const enc = await tokenize(tokenizer.encodeChat(messages));
+  const enc = await tokenize(tokenizer, tokenizer.encodeChat(messages));
   const answer: ChatRenderAnswer = { token_ids: enc.ids };
   const features = tokenizer.kind === "built-in"
     ? synthesizeFeatures(messages.flatMap((m) => m.media ?? []), enc.ids.length)
@@ -85,10 +85,15 @@ export async function renderChatCompletion(
   return JSON.stringify(answer);
 }
 
-/** An encoding, with a tokenizer's failure as the reference's 500. */
-async function tokenize(enc: Encoding | Promise<Encoding>): Promise<Encoding> {
+/** An encoding shown to the client, with a tokenizer's failure as the reference's 500. */
+async function tokenize(
+  tokenizer: Tokenizer,
+  pending: Encoding | Promise<Encoding>,
+): Promise<Encoding> {
   try {
-    return await enc;
+    const enc = await pending;
+    tokenizer.remember?.(enc);
+    return enc;
   } catch (e) {
     if (e instanceof ApiError) throw e;
     throw new ApiError(500, `Failed to tokenize, ${(e as Error)?.message ?? e}`);

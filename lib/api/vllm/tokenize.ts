@@ -71,6 +71,7 @@ export async function tokenizeAnswer(
     else if (req.messages && req.messages.length > 0) {
       enc = await tokenizer.encodeChat(req.messages);
     } else enc = { ids: [], text: "" };
+    tokenizer.remember?.(enc);
   } catch (e) {
     if (e instanceof ApiError) throw e;
     throw new ApiError(500, `Failed to tokenize, ${(e as Error)?.message ?? e}`);
