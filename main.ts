@@ -226,6 +226,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       if (r.connections) processReaper.remove(r.connections);
     }
     if (metrics?.connections) processReaper.remove(metrics.connections);
+    tokenizer.close?.();
   };
   const single = cfg["data-parallel-rank"] !== undefined;
   const count = single ? 1 : cfg["data-parallel-size"];

@@ -392,3 +392,40 @@ Deno.test("sidecar: errors, bad bodies and timeouts are the reference's 500", as
   // The server is still well.
   assert.equal((await fetch(`${s.url}/health`)).status, 200);
 });
+
+Deno.test("hf: long prompts are encoded off the event loop, with the same ids", async () => {
+  await using s = await startSim([
+    "--model",
+    QWEN,
+    "--tokenizer",
+    qwenTokenizerDir(),
+    "--max-model-len",
+    "100000",
+  ]);
+  // Past the offload threshold: the worker's ids are the library's.
+  const long = Array.from({ length: 1200 }, (_, i) => `Sentence ${i}: naïve café 😀 text.`).join(
+    " ",
+  );
+  assert.ok(long.length > 32 * 1024);
+  const tok = await (await s.post("/tokenize", { prompt: long })).json();
+  assert.deepEqual(tok.tokens, ref.encode(long));
+  const rendered = SYSTEM + `<|im_start|>user\n${long}<|im_end|>\n<|im_start|>assistant\n`;
+  assert.equal(await chatUsage(s, [{ role: "user", content: long }]), ref.encode(rendered).length);
+  // One 300 000-letter word is seconds of BPE: /health, asked after it, answers first.
+  const order: string[] = [];
+  const slow = s.post("/v1/completions", {
+    model: QWEN,
+    prompt: "a".repeat(300_000),
+    max_tokens: 1,
+  })
+    .then(async (r) => {
+      await r.body?.cancel();
+      order.push("completion");
+    });
+  await new Promise((r) => setTimeout(r, 50));
+  const health = await fetch(`${s.url}/health`);
+  await health.body?.cancel();
+  order.push("health");
+  await slow;
+  assert.deepEqual(order, ["health", "completion"]);
+});

@@ -19,7 +19,12 @@ import type {
   Tokenizer,
   TokenizerKind,
 } from "../tokenizer.ts";
-import { builtinChatText } from "./builtin.ts";
+import { builtinChatText, outputPieces } from "./builtin.ts";
+import { type EncodeWorker, OFFLOAD_CHARS } from "./offload.ts";
+
+function lengthOf(enc: Encoding | Promise<Encoding>): number | Promise<number> {
+  return enc instanceof Promise ? enc.then((e) => e.ids.length) : enc.ids.length;
+}
 
 /** The parts of @huggingface/tokenizers' Tokenizer used here. */
 interface HfTokenizer {
@@ -254,13 +259,16 @@ export class HuggingFaceTokenizer implements Tokenizer {
   #sentences: SentenceTable | null = null;
   readonly #cache = new SegmentCache(SEGMENT_CACHE_CHARS);
 
-  constructor(private readonly files: HfFiles) {}
+  constructor(private readonly files: HfFiles, private readonly worker?: EncodeWorker) {}
 
   get sentences(): SentenceTable {
     return this.#sentences ??= sentenceTable(SENTENCES, (t) => this.pieces(t));
   }
 
-  encode(text: string, addSpecialTokens = true): Encoding {
+  encode(text: string, addSpecialTokens = true): Encoding | Promise<Encoding> {
+    if (this.worker && text.length >= OFFLOAD_CHARS) {
+      return this.worker.encode(text, addSpecialTokens).then((ids) => ({ ids, text }));
+    }
     if (!addSpecialTokens) return { ids: this.#plain(text), text };
     return { ids: this.files.tokenizer.encode(text, { add_special_tokens: true }).ids, text };
   }
@@ -287,7 +295,10 @@ export class HuggingFaceTokenizer implements Tokenizer {
     return ids;
   }
 
-  encodeChat(messages: readonly ChatMessage[], opts?: ChatOptions): Encoding {
+  encodeChat(
+    messages: readonly ChatMessage[],
+    opts?: ChatOptions,
+  ): Encoding | Promise<Encoding> {
     const { template, specialTokens } = this.files;
     // A model without a chat template: the built-in chat text, as the spec has it.
     if (template === null) return this.encode(builtinChatText(messages), false);
@@ -306,12 +317,12 @@ export class HuggingFaceTokenizer implements Tokenizer {
     return this.encode(text, false);
   }
 
-  count(text: string, addSpecialTokens = true): number {
-    return this.encode(text, addSpecialTokens).ids.length;
+  count(text: string, addSpecialTokens = true): number | Promise<number> {
+    return lengthOf(this.encode(text, addSpecialTokens));
   }
 
-  countChat(messages: readonly ChatMessage[], opts?: ChatOptions): number {
-    return this.encodeChat(messages, opts).ids.length;
+  countChat(messages: readonly ChatMessage[], opts?: ChatOptions): number | Promise<number> {
+    return lengthOf(this.encodeChat(messages, opts));
   }
 
   tokenStrings(enc: Encoding): string[] {
@@ -319,6 +330,10 @@ export class HuggingFaceTokenizer implements Tokenizer {
   }
 
   pieces(text: string): string[] {
+    // Answer pieces are made while the answer is planned, on this thread: a
+    // text too long to encode here (an echoed megabyte) is cut by the
+    // built-in splitter instead.
+    if (text.length >= OFFLOAD_CHARS) return outputPieces(text);
     const ids = this.#plain(text);
     const out = incrementalPieces(ids, (s) => this.files.tokenizer.decode(s));
     // A text the tokenizer encodes to nothing still reaches the client.

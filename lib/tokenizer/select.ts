@@ -24,6 +24,7 @@ import {
   loadHfFiles,
   TokenizerLoadError,
 } from "./huggingface.ts";
+import { EncodeWorker } from "./offload.ts";
 import { RenderTokenizer } from "./render_client.ts";
 
 export { TokenizerLoadError };
@@ -34,6 +35,8 @@ export interface TokenizerChoice {
   source: string;
   /** A tokenizer for one simulator. */
   create(): Tokenizer;
+  /** Releases what the choice holds (the encoding worker) at shutdown. */
+  close?(): void;
 }
 
 export const BUILTIN_CHOICE: TokenizerChoice = {
@@ -56,17 +59,29 @@ function statOf(path: string): Deno.FileInfo | null {
   }
 }
 
-function hfChoice(files: HfFiles, source: string): TokenizerChoice {
-  return { kind: "huggingface", source, create: () => new HuggingFaceTokenizer(files) };
+/** A loaded tokenizer; its worker for long texts loads the same files when first needed. */
+async function hfChoice(
+  source: string,
+  dir: string,
+  file = `${dir}/tokenizer.json`,
+): Promise<TokenizerChoice> {
+  const files: HfFiles = await loadHfFiles(dir, file);
+  const worker = new EncodeWorker(dir, file);
+  return {
+    kind: "huggingface",
+    source,
+    create: () => new HuggingFaceTokenizer(files, worker),
+    close: () => worker.close(),
+  };
 }
 
 /** A tokenizer file or directory: loaded, or a TokenizerLoadError naming it. */
-async function loadPath(path: string): Promise<HfFiles> {
+function loadPath(path: string): Promise<TokenizerChoice> {
   const st = statOf(path);
   if (st === null) throw new TokenizerLoadError(`${path}: no such file or directory`);
-  if (st.isDirectory) return await loadHfFiles(path);
+  if (st.isDirectory) return hfChoice(path, path);
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  return await loadHfFiles(dir, path);
+  return hfChoice(path, dir, path);
 }
 
 export async function selectTokenizer(
@@ -90,20 +105,20 @@ async function choose(
   if (cfg["force-dummy-tokenizer"]) return BUILTIN_CHOICE;
   const named = cfg.tokenizer;
   if (named !== "" && (statOf(named) !== null || pathLike(named))) {
-    return hfChoice(await loadPath(named), named);
+    return await loadPath(named);
   }
   const repo = named || cfg.model;
   const revision = cfg.revision || "main";
   const hub = hubSettings(cfg["tokenizers-cache-dir"], env);
   if (isRepoId(repo)) {
     const cached = hub.cacheDir === null ? null : findCached(hub.cacheDir, repo, revision);
-    if (cached !== null) return hfChoice(await loadHfFiles(cached), `${cached} (cache)`);
+    if (cached !== null) return await hfChoice(`${cached} (cache)`, cached);
     if (hub.offline) {
       log.info("tokenizer not in the cache and HF_HUB_OFFLINE is set", { repo, revision });
     } else {
       try {
         const dir = await downloadTokenizer(hub, repo, revision, log, progress);
-        return hfChoice(await loadHfFiles(dir), `${hub.endpoint}/${repo}@${revision} → ${dir}`);
+        return await hfChoice(`${hub.endpoint}/${repo}@${revision} → ${dir}`, dir);
       } catch (e) {
         if (!(e instanceof HubUnavailable)) throw e;
         log.info("no tokenizer from the hub", { repo, revision, reason: e.message });
