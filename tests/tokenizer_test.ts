@@ -429,3 +429,39 @@ Deno.test("hf: long prompts are encoded off the event loop, with the same ids", 
   await slow;
   assert.deepEqual(order, ["health", "completion"]);
 });
+
+Deno.test("hf: chat_template.jinja is used when the config has none; no template → built-in chat text", async () => {
+  const dir = qwenTokenizerDir();
+  const config = JSON.parse(QWEN_FILES["tokenizer_config.json"]);
+  delete config.chat_template;
+  Deno.writeTextFileSync(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+  const messages = [{ role: "user", content: "Hello" }];
+  {
+    // No template anywhere: the built-in chat text, encoded by the model's tokenizer.
+    await using s = await startSim(["--model", QWEN, "--tokenizer", dir]);
+    assert.equal(await chatUsage(s, messages), ref.encode("### user: Hello\n").length);
+  }
+  Deno.writeTextFileSync(
+    `${dir}/chat_template.jinja`,
+    "{% for m in messages %}<|im_start|>{{ m.role }}: {{ m.content }}<|im_end|>{% endfor %}" +
+      "{% if add_generation_prompt %}<|im_start|>assistant{% endif %}{{ eos_token }}",
+  );
+  await using s = await startSim(["--model", QWEN, "--tokenizer", dir]);
+  assert.equal(
+    await chatUsage(s, messages),
+    ref.encode("<|im_start|>user: Hello<|im_end|><|im_start|>assistant<|im_end|>").length,
+  );
+  // A template that refuses the conversation is the client's 400.
+  Deno.writeTextFileSync(
+    `${dir}/chat_template.jinja`,
+    "{{ raise_exception('roles must alternate') }}",
+  );
+  await using bad = await startSim(["--model", QWEN, "--tokenizer", dir]);
+  await expectError(
+    bad,
+    "/v1/chat/completions",
+    { model: QWEN, messages },
+    400,
+    /roles must alternate/,
+  );
+});
