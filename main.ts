@@ -184,6 +184,13 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   const env = opts.env ?? Deno.env.toObject();
   const loaded = loadConfig(argv, env);
   const cfg = loaded.config;
+  if (cfg["enable-kvcache"] && !env.POD_IP) {
+    // It names this pod in the KV events' topic.
+    throw new ConfigError(
+      "enable-kvcache",
+      "IP should be defined in the environment (POD_IP) for KV cache to work",
+    );
+  }
   const log = loggerFor(cfg);
   if (!opts.quiet) {
     for (const w of loaded.warnings) log.warn(w);

@@ -6,7 +6,7 @@
 
 import type { MediaItem } from "./api/vllm/features.ts";
 import type { PromptInput } from "./serving/params.ts";
-import type { ChatOptions, Tokenizer } from "./tokenizer.ts";
+import type { ChatOptions, Encoding, Tokenizer } from "./tokenizer.ts";
 
 export interface ToolCall {
   id: string;
@@ -48,7 +48,17 @@ export function chatPrompt(
   tokenizer: Tokenizer,
   echoText: string = lastUserText(messages),
   opts?: ChatOptions,
+  withIds = false,
 ): PromptInput | Promise<PromptInput> {
+  if (withIds) {
+    const enc = tokenizer.encodeChat(messages, opts);
+    const input = (e: Encoding): PromptInput => ({
+      promptTokens: e.ids.length,
+      promptIds: e.ids,
+      echoText,
+    });
+    return enc instanceof Promise ? enc.then(input) : input(enc);
+  }
   const n = tokenizer.countChat(messages, opts);
   const input = (promptTokens: number): PromptInput => ({ promptTokens, echoText });
   return n instanceof Promise ? n.then(input) : input(n);

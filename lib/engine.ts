@@ -7,6 +7,7 @@
  * route hands it a JobSpec and a JobSink that turns steps into bytes.
  */
 import type { Config } from "./config.ts";
+import type { KvPrompt } from "./kv/block_manager.ts";
 import { ApiError } from "./errors.ts";
 import { interTokenMs, prefillMs } from "./latency.ts";
 import type { Rng } from "./rng.ts";
@@ -37,6 +38,10 @@ export interface JobSpec {
   prefillOnly?: boolean;
   /** The request's max_tokens (or equivalent), for the metrics. */
   maxTokensParam: number | null;
+  /** The prompt's KV blocks, when the simulator keeps a KV cache. */
+  kv?: KvPrompt;
+  /** The request's cache_hit_threshold (chat and completions), in [0, 1]. */
+  cacheHitThreshold?: number;
   /** Config snapshot taken on arrival: a request never sees a mix. */
   cfg: Config;
   rng: Rng;
@@ -82,7 +87,8 @@ export class Job {
   readonly id = nextJobId++;
   state: JobState = "waiting";
   readonly phases: Phases;
-  readonly steps: number;
+  /** Output steps: the longest choice (0 once a cache_threshold answer is decided at start). */
+  steps: number;
   /** Next step to emit and its absolute deadline. */
   step = 0;
   nextAt = 0;
@@ -113,6 +119,23 @@ export class Job {
   }
 }
 
+/**
+ * A resource a job must hold while it runs besides a sequence slot (the KV
+ * cache's blocks): asked before a job leaves the queue, taken when it
+ * starts, given back when it ends or is cancelled while running.
+ */
+export interface AdmissionGate {
+  /** Whether the job's resources are free now; a job that does not fit holds the queue (FCFS). */
+  fits(job: Job): boolean;
+  /**
+   * Takes them; may set job.spec.cachedTokens (prefill time and usage follow
+   * it). True: the job is answered at once without output (a cache_threshold
+   * answer: its lengths and finish reasons were rewritten).
+   */
+  take(job: Job): boolean;
+  give(job: Job): void;
+}
+
 /** Engine events, for the metrics and anything else that watches load. */
 export interface EngineObserver {
   queued?(job: Job): void;
@@ -140,6 +163,10 @@ export class Engine {
   readonly runningLoras = new Map<string, number>();
   readonly observers: EngineObserver[] = [];
   readonly timers: TimerQueue;
+  /** The KV cache's blocks, when the simulator keeps one. */
+  gate: AdmissionGate | null = null;
+  /** A waiting job's blocks do not fit: nothing behind it may start. */
+  #heldByGate = false;
   #admitting = false;
   #again = false;
   #idle: (() => void)[] = [];
@@ -173,7 +200,10 @@ export class Engine {
     // they queued, start them before this one can take a slot.
     if (this.waiting.length > 0) this.#admit();
     const cfg = this.config();
-    if (this.running.size < cfg["max-num-seqs"] && this.#loraFits(job, cfg)) {
+    if (
+      this.running.size < cfg["max-num-seqs"] && this.#loraFits(job, cfg) &&
+      (this.gate === null || (!this.#heldByGate && this.gate.fits(job)))
+    ) {
       // Started at once: timed from its arrival (no queue time), unless
       // others were let in ahead of it just now.
       this.#start(job, this.waiting.length > 0 ? performance.now() : arrival);
@@ -243,6 +273,7 @@ export class Engine {
     const lora = job.spec.lora;
     if (lora !== null) this.runningLoras.set(lora, (this.runningLoras.get(lora) ?? 0) + 1);
     job.phases.start = now;
+    if (this.gate?.take(job)) job.steps = 0;
     for (const o of this.observers) o.started?.(job);
     const spec = job.spec;
     if (job.steps === 0 && !spec.prefillOnly) return this.#finish(job, now);
@@ -322,6 +353,7 @@ export class Engine {
 
   #release(job: Job): void {
     this.running.delete(job);
+    this.gate?.give(job);
     const lora = job.spec.lora;
     if (lora === null) return;
     const n = (this.runningLoras.get(lora) ?? 1) - 1;
@@ -339,6 +371,7 @@ export class Engine {
     try {
       do {
         this.#again = false;
+        this.#heldByGate = false;
         const cfg = this.config();
         for (let i = 0; i < this.waiting.length;) {
           if (this.running.size >= cfg["max-num-seqs"]) break;
@@ -348,6 +381,12 @@ export class Engine {
           if (!this.#loraFits(job, cfg)) {
             i++;
             continue;
+          }
+          // Blocks are first come, first served: a job whose blocks do not
+          // fit holds back the jobs behind it (vLLM's scheduler).
+          if (this.gate !== null && !this.gate.fits(job)) {
+            this.#heldByGate = true;
+            break;
           }
           this.waiting.splice(i, 1);
           this.#start(job);

@@ -25,6 +25,8 @@ export interface MetricsHost {
   readonly engine: Engine;
   readonly models: { readonly displayName: string };
   readonly log?: { error(msg: string, fields?: Record<string, unknown>): void };
+  /** The KV cache, when there is one (its used blocks; the prefix counters count only then). */
+  readonly kv?: { readonly blocks: { readonly usage: number } } | null;
 }
 
 export const CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -398,7 +400,8 @@ export class Metrics {
     const cfg = host.config;
     const engine = host.engine;
     const reg = this.#real = this.#registry();
-    const kvUsage = () => this.#kvUsage;
+    // Read at scrape time: the cache's used blocks are current at every request start and end.
+    const kvUsage = () => host.kv?.blocks.usage ?? this.#kvUsage;
     const updateLora = () => this.#updateLora();
 
     new Gauge({
@@ -470,8 +473,11 @@ export class Metrics {
         if (job.spec.lora !== null) this.#updateLora();
       },
       started: (job) => {
-        this.#prefixHits.inc(job.spec.cachedTokens);
-        this.#prefixQueries.inc(job.spec.promptTokens);
+        // Only with the KV cache on (also while it sleeps: queries still count).
+        if (host.kv) {
+          this.#prefixHits.inc(job.spec.cachedTokens);
+          this.#prefixQueries.inc(job.spec.promptTokens);
+        }
         if (job.spec.lora !== null) this.#updateLora();
       },
       tokens: (job, from, to, now) => {

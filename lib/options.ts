@@ -3,6 +3,8 @@
 // Builders below carry each option's value type, so `Config` is derived from
 // the table and cannot drift from it.
 
+import { HASH_ALGOS } from "./kv/block_hash.ts";
+
 export type OptionType =
   | "int"
   | "float"
@@ -367,18 +369,31 @@ export const OPTIONS = {
     "skip-tool-validation": bool(false, "accept tool schemas outside the supported subset"),
   }, { planned: true }),
   ...section("KV cache", {
-    "enable-kvcache": bool(false, "simulate the prefix cache and publish KV events"),
-    "kv-cache-size": int(1024, { help: "KV cache size in blocks", min: 1 }),
+    "enable-kvcache": bool(false, "simulate the prefix cache (needs env POD_IP)"),
+    "kv-cache-size": int(1024, { help: "KV cache size in blocks", min: 0 }),
     "block-size": int(16, "tokens per block: 8, 16, 32, 64 or 128"),
     "hash-seed": str("", { help: "seed of the block hash", env: "PYTHONHASHSEED" }),
-    "zmq-endpoint": str("tcp://localhost:5557", "where KV events are published"),
-    "zmq-max-connect-attempts": int(0, { help: "ZMQ connection attempts", min: 0, max: 10 }),
-    "event-batch-size": int(16, { help: "KV events sent together", min: 1 }),
-    "use-vllm-map-event-format": bool(false, "msgpack maps instead of positional arrays"),
-    "kv-events-replay-endpoint": str("", "ZMQ ROUTER bind address for replay; empty disables"),
-    "kv-events-replay-queue-size": int(1024, { help: "batches kept for replay", min: 1 }),
-    "global-cache-hit-threshold": float(0, { help: "cache hit threshold", min: 0, max: 1 }),
-  }, { planned: true }),
+    "prefix-caching-hash-algo": enumOf(
+      HASH_ALGOS,
+      "fnv64a-cbor",
+      "block hashes: the reference's fnv64a-cbor, or current vLLM's sha256_cbor",
+    ),
+    "zmq-endpoint": later(str("tcp://localhost:5557", "where KV events are published")),
+    "zmq-max-connect-attempts": later(
+      int(0, { help: "ZMQ connection attempts", min: 0, max: 10 }),
+    ),
+    "event-batch-size": later(int(16, { help: "KV events sent together", min: 1 })),
+    "use-vllm-map-event-format": later(bool(false, "msgpack maps instead of positional arrays")),
+    "kv-events-replay-endpoint": later(
+      str("", "ZMQ ROUTER bind address for replay; empty disables"),
+    ),
+    "kv-events-replay-queue-size": later(int(1024, { help: "batches kept for replay", min: 1 })),
+    "global-cache-hit-threshold": float(0, {
+      help: "answer cache_threshold when fewer prompt tokens are cached (0: off)",
+      min: 0,
+      max: 1,
+    }),
+  }),
   ...section("Failure injection", {
     "failure-injection-rate": float(0, {
       help: "percent (0-100) of requests that fail",

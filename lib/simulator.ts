@@ -12,6 +12,8 @@ import { ModelRegistry } from "./models.ts";
 import { HeldRequests } from "./failures.ts";
 import { derivedSeed, Rng } from "./rng.ts";
 import type { Tokenizer } from "./tokenizer.ts";
+import { KvCache } from "./kv/kv_cache.ts";
+import type { KvEvent } from "./kv/block_manager.ts";
 import { BuiltinTokenizer } from "./tokenizer/builtin.ts";
 
 /** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
@@ -43,6 +45,10 @@ export class Simulator {
   readonly held = new HeldRequests();
   /** Run on /sleep and /wake_up (e.g. the KV cache clears and re-enables itself). */
   readonly sleepHooks: SleepHook[] = [];
+  /** The prefix cache, with --enable-kvcache (none in --mm-encoder-only mode). */
+  readonly kv: KvCache | null = null;
+  /** Where KV events go (the ZMQ publisher, when there is one). */
+  onKvEvent: ((e: KvEvent) => void) | null = null;
 
   constructor(
     loaded: LoadedConfig,
@@ -67,6 +73,26 @@ export class Simulator {
       cfg["lora-modules"],
     );
     this.metrics = new Metrics(this);
+    if (cfg["enable-kvcache"] && !cfg["mm-encoder-only"]) {
+      const kv = new KvCache(
+        cfg,
+        new Set([cfg.model, ...cfg["served-model-name"]]),
+        (lora) => this.engine.runningLoras.has(lora),
+        (e) => this.onKvEvent?.(e),
+      );
+      this.kv = kv;
+      this.engine.gate = kv;
+      this.sleepHooks.push({
+        sleep: () => {
+          kv.blocks.clear();
+          this.metrics.setKvCacheUsage(0);
+          this.engine.reschedule(); // waiting requests no longer wait for blocks
+        },
+        wake: (tags) => {
+          if (tags.length === 0 || tags.includes("kv_cache")) kv.blocks.enable();
+        },
+      });
+    }
   }
 
   /** The current configuration; a request snapshots it on arrival. */

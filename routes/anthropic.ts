@@ -6,7 +6,7 @@ import { type HttpFamily, serveGeneration } from "./generation.ts";
 
 const MESSAGES: HttpFamily<MessagesRequest> = {
   parse: (body) => parseMessagesRequest(body),
-  input: (sim, body) => messagesInput(body, sim.tokenizer),
+  input: (sim, body) => messagesInput(body, sim.tokenizer, sim.kv !== null),
   encoder: messagesEncoder,
   respond: messagesResponse,
 };

@@ -248,7 +248,8 @@ Deno.test("values after 3 requests: counters, sums, bucket placement", async () 
   assert.equal(val(e, "vllm:request_success_total", { finish_reason: "stop" }), 0);
   assert.equal(val(e, "vllm:generation_tokens_total"), 15);
   assert.equal(val(e, "vllm:prompt_tokens_total"), promptTokens);
-  assert.equal(val(e, "vllm:prefix_cache_queries_total"), promptTokens);
+  // The prefix-cache counters count only with the KV cache on (metrics.md).
+  assert.equal(val(e, "vllm:prefix_cache_queries_total"), 0);
   assert.equal(val(e, "vllm:prefix_cache_hits_total"), 0);
   assert.equal(val(e, "vllm:request_prompt_tokens_sum"), promptTokens);
   assert.equal(val(e, "vllm:request_prompt_tokens_count"), 3);

@@ -66,7 +66,8 @@ export function usageOf(plans: readonly GenerationPlan[]): UsageCounts {
   let thresholdAnswer = false;
   for (const p of plans) {
     prompt += p.promptTokens;
-    cached += p.cachedTokens;
+    // Known once the request started: its leading run of cached blocks.
+    cached += p.spec.cachedTokens;
     for (const len of p.spec.lengths) completion += len;
     if (p.spec.finishReasons[0] === "cache_threshold") thresholdAnswer = true;
   }

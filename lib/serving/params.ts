@@ -49,6 +49,8 @@ export interface GenerationParams {
 /** One prompt as the engine sees it. */
 export interface PromptInput {
   promptTokens: number;
+  /** The prompt's token ids, when something needs them (the KV cache's blocks). */
+  promptIds?: readonly number[];
   /** What echo mode answers with. */
   echoText: string;
 }

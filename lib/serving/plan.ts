@@ -14,6 +14,7 @@ import type { FinishReason, JobSpec } from "../engine.ts";
 import { badRequest, contextLengthError } from "../errors.ts";
 import { jsonValueLimits, randomJsonValue, unsatisfiable } from "../json_value.ts";
 import type { SentenceTable, Tokenizer } from "../tokenizer.ts";
+import type { KvPrompt } from "../kv/block_manager.ts";
 import type { ResolvedModel } from "../models.ts";
 import type {
   GenerationFlags,
@@ -144,6 +145,8 @@ export function planGeneration(
     lora: model.lora,
     promptTokens: n,
     cachedTokens: 0,
+    kv: kvPrompt(sim, prompt, model),
+    cacheHitThreshold: params.cacheHitThreshold,
     lengths,
     finishReasons,
     remotePrefill: params.kvTransfer?.do_remote_prefill === true,
@@ -236,6 +239,25 @@ function jsonAnswers(
     finishReasons[j] = cut ? "length" : "stop";
   }
   return (j) => new TokenListStream(answers[j]);
+}
+
+/**
+ * The prompt's KV blocks under the displayed model (the adapter's name for a
+ * LoRA request); a prompt with more full blocks than the cache holds can
+ * never run: a 400 now, not a wait for ever.
+ */
+function kvPrompt(sim: Simulator, prompt: PromptInput, model: ResolvedModel): KvPrompt | undefined {
+  const kv = sim.kv;
+  if (kv === null || prompt.promptIds === undefined) return undefined;
+  const displayed = model.lora ?? sim.models.displayName;
+  const p = kv.prompt(prompt.promptIds, displayed, model.lora);
+  if (!kv.blocks.canEverFit(p)) {
+    throw badRequest(
+      `The prompt needs ${p.blocks.length} KV-cache blocks but the KV cache holds only ` +
+        `${kv.blocks.capacity} blocks (kv-cache-size)`,
+    );
+  }
+  return p;
 }
 
 /** What json_object answers with: a small object of a known shape. */

@@ -13,7 +13,8 @@ import { usageOf } from "./output.ts";
 import type { GenerationPlan } from "./plan.ts";
 
 export class AnswerRenderer {
-  readonly total: UsageCounts;
+  /** The usage, taken once the first plan has started (its cached tokens are known then). */
+  #total: UsageCounts | null = null;
   /** Choices per plan (every plan of a request has the same n). */
   readonly #n: number;
   /** Each plan's text streams, made when its first step is rendered. */
@@ -28,7 +29,6 @@ export class AnswerRenderer {
     private readonly continuousUsage: boolean,
   ) {
     this.#n = plans.length > 0 ? plans[0].choices : 0;
-    this.total = usageOf(plans);
     this.#texts = new Array(plans.length);
   }
 
@@ -55,7 +55,7 @@ export class AnswerRenderer {
       if (k >= len) continue;
       this.#emitted++;
       const usage = this.continuousUsage
-        ? { prompt: this.total.prompt, completion: this.#emitted, cached: this.total.cached }
+        ? { prompt: this.#usage().prompt, completion: this.#emitted, cached: this.#usage().cached }
         : null;
       const text = mine[j].next();
       const index = p * this.#n + j;
@@ -75,8 +75,13 @@ export class AnswerRenderer {
     for (let j = 0; j < lengths.length; j++) {
       if (lengths[j] === 0) out += this.enc.choiceEnd(p * this.#n + j, finishReasons[j], 0);
     }
-    if (++this.#endedPlans === this.plans.length) out += this.enc.end(this.total);
+    // The final usage, taken again: every plan has started by now.
+    if (++this.#endedPlans === this.plans.length) out += this.enc.end(usageOf(this.plans));
     return out;
+  }
+
+  #usage(): UsageCounts {
+    return this.#total ??= usageOf(this.plans);
   }
 
   #start(): string {

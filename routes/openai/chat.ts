@@ -16,14 +16,14 @@ import { type HttpFamily, serveGeneration } from "../generation.ts";
 
 const CHAT: HttpFamily<ChatRequest> = {
   parse: (body) => parseChatRequest(body),
-  input: (sim, body) => chatInput(body, sim.tokenizer),
+  input: (sim, body) => chatInput(body, sim.tokenizer, sim.kv !== null),
   encoder: (meta, body) => chatEncoder(meta, body),
   respond: chatResponse,
 };
 
 const COMPLETIONS: HttpFamily<CompletionRequest> = {
   parse: (body, cfg) => parseCompletionRequest(body, cfg["max-sequences-per-request"]),
-  input: (sim, body) => completionInput(body, sim.tokenizer),
+  input: (sim, body) => completionInput(body, sim.tokenizer, sim.kv !== null),
   encoder: completionEncoder,
   respond: completionResponse,
 };

@@ -13,7 +13,7 @@ import { type HttpFamily, serveGeneration } from "../generation.ts";
 
 const RESPONSES: HttpFamily<ResponsesRequest> = {
   parse: parseResponsesRequest,
-  input: (sim, body) => responsesInput(body, sim.tokenizer),
+  input: (sim, body) => responsesInput(body, sim.tokenizer, sim.kv !== null),
   encoder: responsesEncoder,
   respond: responsesResponse,
   // Only the global cache-hit threshold applies here (kv-cache.md), not the header.

@@ -20,9 +20,15 @@ import type { Tokenizer } from "../../tokenizer.ts";
 import type { AnswerMeta } from "../openai/common.ts";
 import type { MessagesRequest } from "./protocol.ts";
 
-export function messagesInput(body: MessagesRequest, tokenizer: Tokenizer): PendingInput {
+export function messagesInput(
+  body: MessagesRequest,
+  tokenizer: Tokenizer,
+  withIds = false,
+): PendingInput {
   const tools = body.tools?.map((t) => functionTool(t.name, t.description, t.parameters));
-  return generationInput(body, [chatPrompt(body.messages, tokenizer, undefined, { tools })]);
+  return generationInput(body, [
+    chatPrompt(body.messages, tokenizer, undefined, { tools }, withIds),
+  ]);
 }
 
 export function messageId(meta: AnswerMeta): string {

@@ -13,9 +13,9 @@ import type { Tokenizer } from "../../tokenizer.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
 import type { ChatRequest } from "./protocol.ts";
 
-export function chatInput(body: ChatRequest, tokenizer: Tokenizer): PendingInput {
+export function chatInput(body: ChatRequest, tokenizer: Tokenizer, withIds = false): PendingInput {
   return generationInput(body, [
-    chatPrompt(body.messages, tokenizer, undefined, { tools: body.tools }),
+    chatPrompt(body.messages, tokenizer, undefined, { tools: body.tools }, withIds),
   ]);
 }
 

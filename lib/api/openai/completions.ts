@@ -7,7 +7,7 @@ import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import type { PromptInput } from "../../serving/params.ts";
 import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
-import type { Tokenizer } from "../../tokenizer.ts";
+import type { Encoding, Tokenizer } from "../../tokenizer.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageJson, usageText } from "./common.ts";
 import type { CompletionRequest, Prompt } from "./protocol.ts";
 
@@ -15,11 +15,26 @@ function promptText(p: Prompt): string {
   return "ids" in p ? p.ids.join(",") : p.text;
 }
 
-export function completionInput(body: CompletionRequest, tokenizer: Tokenizer): PendingInput {
+export function completionInput(
+  body: CompletionRequest,
+  tokenizer: Tokenizer,
+  withIds = false,
+): PendingInput {
   return generationInput(
     body,
     body.prompts.map((p): PromptInput | Promise<PromptInput> => {
-      if ("ids" in p) return { promptTokens: p.ids.length, echoText: p.ids.join(",") };
+      if ("ids" in p) {
+        return { promptTokens: p.ids.length, promptIds: p.ids, echoText: p.ids.join(",") };
+      }
+      if (withIds) {
+        const input = (e: Encoding): PromptInput => ({
+          promptTokens: e.ids.length,
+          promptIds: e.ids,
+          echoText: p.text,
+        });
+        const enc = tokenizer.encode(p.text, true);
+        return enc instanceof Promise ? enc.then(input) : input(enc);
+      }
       const input = (promptTokens: number): PromptInput => ({ promptTokens, echoText: p.text });
       const n = tokenizer.count(p.text, true);
       return n instanceof Promise ? n.then(input) : input(n);

@@ -121,7 +121,10 @@ export function embeddingInput(
   };
   const input = (ids: number[][]): GenerationInput => {
     body.tokenIds = ids;
-    return { params, prompts: ids.map((t) => ({ promptTokens: t.length, echoText: "" })) };
+    return {
+      params,
+      prompts: ids.map((t) => ({ promptTokens: t.length, promptIds: t, echoText: "" })),
+    };
   };
   const idsOf = (e: number[] | Encoding) => Array.isArray(e) ? e : e.ids;
   if (!encoded.some((e) => e instanceof Promise)) {

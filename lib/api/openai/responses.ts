@@ -77,13 +77,17 @@ export function echoText(items: readonly ResponsesItem[]): string {
   }
 }
 
-export function responsesInput(body: ResponsesRequest, tokenizer: Tokenizer): PendingInput {
+export function responsesInput(
+  body: ResponsesRequest,
+  tokenizer: Tokenizer,
+  withIds = false,
+): PendingInput {
   const tools = body.tools.map((t) => functionTool(t.name, t.description, t.parameters));
   const messages = itemsToMessages(body.input);
   return generationInput(body, [
     chatPrompt(messages, tokenizer, echoText(body.input), {
       tools: tools.length ? tools : undefined,
-    }),
+    }, withIds),
   ]);
 }
 

@@ -74,7 +74,11 @@ export function generateInput(body: GenerateRequest, displayName: string): Gener
   body.params.model ||= displayName;
   return {
     params: body.params,
-    prompts: [{ promptTokens: body.tokenIds.length, echoText: body.tokenIds.join(",") }],
+    prompts: [{
+      promptTokens: body.tokenIds.length,
+      promptIds: body.tokenIds,
+      echoText: body.tokenIds.join(","),
+    }],
   };
 }
 
