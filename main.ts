@@ -10,6 +10,7 @@ import { SupervisedServer } from "./lib/net/listener.ts";
 import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
 import { guardProcess } from "./lib/process_guard.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
+import type { KvPublisher as Publisher } from "./lib/kv/publisher.ts";
 import {
   selectTokenizer,
   type TokenizerChoice,
@@ -29,6 +30,8 @@ export interface RunningRank {
   watcher: DisconnectWatcher;
   /** Its connections' bookkeeping for the timeouts (lib/net/reaper.ts), where they run. */
   connections?: ConnectionTable;
+  /** Its KV events' ZMQ publisher, with --enable-kvcache and a zmq-endpoint. */
+  publisher?: Publisher;
 }
 
 export interface Running {
@@ -227,6 +230,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       await settlesWithin(drained, 1000);
     }
     for (const r of ranks) {
+      r.publisher?.close();
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
       r.watcher.close();
@@ -245,6 +249,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       port = basePort === 0 ? 0 : basePort + i;
       ranks.push(await listen(loaded, rank, port, tls, env, opts, tokenizer));
     }
+    for (const r of ranks) r.publisher = await kvPublisher(r.sim, env);
     if (cfg["metrics-port"] !== undefined) {
       port = cfg["metrics-port"];
       metrics = serveMetrics(ranks[0].sim, cfg.host, port, tls, env, opts);
@@ -255,6 +260,35 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
   return { ranks, url: ranks[0].url, shutdown };
+}
+
+/**
+ * A rank's KV event publisher: its ZMQ and replay ports are the configured
+ * ones moved up by its rank; its topic names its serving port.
+ */
+async function kvPublisher(
+  sim: Simulator,
+  env: Record<string, string | undefined>,
+): Promise<Publisher | undefined> {
+  const cfg = sim.config;
+  if (sim.kv === null || cfg["zmq-endpoint"] === "") return undefined;
+  const { KvPublisher, offsetEndpoint } = await import("./lib/kv/publisher.ts");
+  const publisher = await KvPublisher.start({
+    endpoint: offsetEndpoint(cfg["zmq-endpoint"], sim.rank),
+    topic: () => `kv@${env.POD_IP}:${sim.port}@${cfg.model}`,
+    rank: sim.rank,
+    batchSize: cfg["event-batch-size"],
+    format: cfg["use-vllm-map-event-format"] ? "map" : "array",
+    queueCap: Math.max(16, 10 * cfg["kv-cache-size"]),
+    maxConnectAttempts: cfg["zmq-max-connect-attempts"],
+    replayEndpoint: cfg["kv-events-replay-endpoint"]
+      ? offsetEndpoint(cfg["kv-events-replay-endpoint"], sim.rank)
+      : "",
+    replayQueueSize: cfg["kv-events-replay-queue-size"],
+    log: sim.log,
+  });
+  sim.onKvEvent = (e) => publisher.push(e);
+  return publisher;
 }
 
 /** Whether `p` settles within `ms`; the timer never outlives the answer. */

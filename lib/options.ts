@@ -378,16 +378,16 @@ export const OPTIONS = {
       "fnv64a-cbor",
       "block hashes: the reference's fnv64a-cbor, or current vLLM's sha256_cbor",
     ),
-    "zmq-endpoint": later(str("tcp://localhost:5557", "where KV events are published")),
-    "zmq-max-connect-attempts": later(
-      int(0, { help: "ZMQ connection attempts", min: 0, max: 10 }),
-    ),
-    "event-batch-size": later(int(16, { help: "KV events sent together", min: 1 })),
-    "use-vllm-map-event-format": later(bool(false, "msgpack maps instead of positional arrays")),
-    "kv-events-replay-endpoint": later(
-      str("", "ZMQ ROUTER bind address for replay; empty disables"),
-    ),
-    "kv-events-replay-queue-size": later(int(1024, { help: "batches kept for replay", min: 1 })),
+    "zmq-endpoint": str("tcp://127.0.0.1:5557", "where KV events are published; empty: none"),
+    "zmq-max-connect-attempts": int(0, {
+      help: "deprecated: give up after this many failed connections (0: never)",
+      min: 0,
+      max: 10,
+    }),
+    "event-batch-size": int(16, { help: "KV events sent together", min: 1 }),
+    "use-vllm-map-event-format": bool(false, "msgpack maps instead of positional arrays"),
+    "kv-events-replay-endpoint": str("", "ZMQ ROUTER bind address for replay; empty disables"),
+    "kv-events-replay-queue-size": int(1024, { help: "batches kept for replay", min: 1 }),
     "global-cache-hit-threshold": float(0, {
       help: "answer cache_threshold when fewer prompt tokens are cached (0: off)",
       min: 0,

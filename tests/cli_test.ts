@@ -66,15 +66,8 @@ Deno.test("manifests/config.yaml is a valid configuration", () => {
 });
 
 Deno.test("options whose feature is not built yet are accepted with a warning", () => {
-  const { warnings } = loadConfig([
-    "--model",
-    "m",
-    "--zmq-endpoint",
-    "tcp://x:1",
-    "--grpc-port",
-    "9000",
-  ], {});
-  assert.ok(warnings.some((w) => w.startsWith("--zmq-endpoint") && /not implemented/.test(w)));
+  const { warnings } = loadConfig(["--model", "m", "--omni", "--grpc-port", "9000"], {});
+  assert.ok(warnings.some((w) => w.startsWith("--omni") && /not implemented/.test(w)));
   assert.ok(warnings.some((w) => w.startsWith("--grpc-port") && /not implemented/.test(w)));
   const quiet = loadConfig(["--model", "m", "--max-num-seqs", "3"], {}).warnings;
   assert.deepEqual(quiet, []);
