@@ -9,7 +9,7 @@
  *
  * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
  * --connections <n> (64), --streams <n> idle streams (10000),
- * --only throughput,tokenizer,timing,memory,startup.
+ * --only throughput,tokenizer,kv,timing,memory,startup.
  */
 import { latencyRun, type Stats } from "./latency.ts";
 import { qwenTokenizerDir } from "../tests/fixtures/qwen_tokenizer.ts";
@@ -35,7 +35,7 @@ const DURATION_S = Number(flag("duration", "5"));
 const ROUNDS = Number(flag("rounds", "2"));
 const CONNECTIONS = Number(flag("connections", "64"));
 const IDLE_STREAMS = Number(flag("streams", "10000"));
-const ONLY = new Set(flag("only", "throughput,tokenizer,timing,memory,startup").split(","));
+const ONLY = new Set(flag("only", "throughput,tokenizer,kv,timing,memory,startup").split(","));
 
 // ---------------------------------------------------------------------------
 // Subprocess helpers.
@@ -66,7 +66,7 @@ async function fileLimit(): Promise<number> {
 }
 
 /** The made-up model name is never looked up on the hub: the built-in tokenizer, offline. */
-const BENCH_ENV = { HF_HUB_OFFLINE: "1" };
+const BENCH_ENV = { HF_HUB_OFFLINE: "1", POD_IP: "127.0.0.1" };
 
 interface Proc {
   child: Deno.ChildProcess;
@@ -450,6 +450,68 @@ async function tokenizerThroughput(gen: LoadGenerator): Promise<void> {
   }
 }
 
+/**
+ * The KV cache's cost: the same chat request (a ~300-token prompt, so whole
+ * blocks are hashed, looked up and announced) with the cache and its ZMQ
+ * publisher on, a subscriber process draining the events, against the
+ * cache off. Interleaved rounds.
+ */
+async function kvThroughput(gen: LoadGenerator): Promise<void> {
+  const body = JSON.stringify({
+    model: "m",
+    messages: [{ role: "user", content: SENTENCES.slice(0, 25).join(" ") }],
+    max_tokens: 10,
+    ignore_eos: true,
+  });
+  const [offPort, onPort, zmqPort] = [freePort(), freePort(), freePort()];
+  const common = ["--max-num-seqs", "1024", "--max-model-len", "4096"];
+  const off = startSimulator(offPort, common);
+  const on = spawnDeno([
+    "main.ts",
+    "--model",
+    "m",
+    "--port",
+    String(onPort),
+    "--seed",
+    "1",
+    ...common,
+    "--enable-kvcache",
+    "--zmq-endpoint",
+    `tcp://*:${zmqPort}`,
+  ]);
+  const subscriber = spawnDeno(["tests/fixtures/kv_subscriber.ts", "sub", String(zmqPort)]);
+  const sims = [["off", offPort], ["on", onPort]] as const;
+  try {
+    const best = new Map<string, number>();
+    for (const [, port] of sims) {
+      await waitFor(`http://${HOST}:${port}/health`);
+      await gen.run(port, body); // warm-up
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, port] of sims) {
+        const r = await gen.run(port, body);
+        console.error(`  kv cache ${name} round ${round + 1}: ${fmt(r.rps)} req/s`);
+        if (r.errors > 0) notes.push(`kv cache ${name}: ${r.errors} errors`);
+        best.set(name, Math.max(best.get(name) ?? 0, r.rps));
+      }
+    }
+    const withCache = best.get("on")!;
+    const without = best.get("off")!;
+    rows.push({
+      what: "Chat completions/s, ~300-token prompt: KV cache + ZMQ publisher on vs off",
+      sim: `${fmt(withCache)} req/s`,
+      baseline: `${fmt(without)} req/s (cache off)`,
+      result: `ratio ${fmt(withCache / without, 2)}`,
+      target: "ratio ≥ 0.85",
+      met: withCache / without >= 0.85,
+    });
+  } finally {
+    await off.stop();
+    await on.stop();
+    await subscriber.stop();
+  }
+}
+
 /** Token timing: bench/latency.ts, judged on its 1 000-stream row. */
 async function timing(): Promise<void> {
   const what = "Token-arrival error p50 / p99, drift (1 000 streams, TTFT 100 ms, ITL 20 ms)";
@@ -614,12 +676,16 @@ async function machine(): Promise<string> {
 }
 
 const began = performance.now();
-const gen = ONLY.has("throughput") || ONLY.has("tokenizer")
+const gen = ONLY.has("throughput") || ONLY.has("tokenizer") || ONLY.has("kv")
   ? (await wrkGenerator()) ?? denoGenerator()
   : null;
 if (gen && ONLY.has("throughput")) {
   console.error(`throughput (${gen.name}, ${ROUNDS} rounds, best kept) …`);
   await throughput(gen);
+}
+if (gen && ONLY.has("kv")) {
+  console.error(`kv cache (${gen.name}, ${ROUNDS} rounds, best kept) …`);
+  await kvThroughput(gen);
 }
 if (gen && ONLY.has("tokenizer")) {
   console.error(`tokenizer (${gen.name}, ${ROUNDS} rounds, best kept) …`);

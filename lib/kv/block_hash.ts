@@ -32,12 +32,29 @@ export interface BlockExtras {
   cacheSalt?: string;
 }
 
-/** One block: the cache key and the value events carry. */
-export interface BlockHash {
-  /** Unique per block content and chain (with the model, the cache key). */
-  key: bigint | string;
+/**
+ * One block: the cache key and the value events carry. The key is a short
+ * string of the hash's 16-bit units (cheap to make and to look up); the
+ * BigInt the wire needs is made only for an event.
+ */
+export class BlockHash {
+  constructor(
+    /** Unique per block content and chain (with the model, the cache key). */
+    readonly key: string,
+    /** The uint64 on the wire, as 32-bit halves. */
+    readonly hi: number,
+    readonly lo: number,
+  ) {}
+
   /** The uint64 on the wire. */
-  wire: bigint;
+  get wire(): bigint {
+    return (BigInt(this.hi) << 32n) | BigInt(this.lo);
+  }
+}
+
+/** The key of a 64-bit value: its four 16-bit units as a string. */
+function key64(hi: number, lo: number): string {
+  return String.fromCharCode(hi >>> 16, hi & 0xffff, lo >>> 16, lo & 0xffff);
 }
 
 const FNV64_OFFSET_HI = 0xcbf29ce4;
@@ -51,17 +68,13 @@ export function fnv1a64(bytes: Uint8Array, out: [number, number] = [0, 0]): [num
     lo = (lo ^ bytes[i]) >>> 0;
     // (hi, lo) × 0x100000001b3 mod 2^64: lo·0x1b3 + ((hi·0x1b3 + lo·0x100) << 32).
     const low = lo * 0x1b3;
-    const carry = Math.floor(low / 0x100000000);
+    const carry = (low / 0x100000000) >>> 0; // low < 2^41: the quotient's integer part
     hi = (Math.imul(hi, 0x1b3) + ((lo << 8) >>> 0) + carry) >>> 0;
     lo = low >>> 0;
   }
   out[0] = hi;
   out[1] = lo;
   return out;
-}
-
-function toBig(hi: number, lo: number): bigint {
-  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /** The items overlapping [start, end), by offset: a block's multimodal identifiers. */
@@ -141,8 +154,7 @@ export class BlockHasher {
       }
       fnv1a64(w.bytes(), h);
       [hi, lo] = h;
-      const wire = toBig(hi, lo);
-      out[b] = { key: wire, wire };
+      out[b] = new BlockHash(key64(hi, lo), hi, lo);
     }
     return out;
   }
@@ -170,8 +182,10 @@ export class BlockHasher {
       }
       parent = sha256(w.bytes());
       const view = new DataView(parent.buffer, parent.byteOffset, parent.byteLength);
-      const wire = (BigInt(view.getUint32(24)) << 32n) | BigInt(view.getUint32(28));
-      out[b] = { key: hex(parent), wire };
+      // The full digest is the key; events carry its last 8 bytes.
+      let key = "";
+      for (let i = 0; i < 32; i += 2) key += String.fromCharCode(view.getUint16(i));
+      out[b] = new BlockHash(key, view.getUint32(24), view.getUint32(28));
     }
     return out;
   }

@@ -38,8 +38,8 @@ export interface KvPrompt {
 }
 
 interface Block {
-  readonly key: bigint | string;
-  readonly wire: bigint;
+  readonly key: string;
+  readonly hash: BlockHash;
   readonly model: string;
   refs: number;
   /** When it became unused (its order among the model's idle blocks). */
@@ -57,7 +57,7 @@ export interface KvHold {
 
 export class BlockManager {
   /** model → key → block. */
-  readonly #blocks = new Map<string, Map<bigint | string, Block>>();
+  readonly #blocks = new Map<string, Map<string, Block>>();
   /** model → its idle blocks, oldest first (a Map keeps insertion order). */
   readonly #idle = new Map<string, Map<Block, true>>();
   #used = 0;
@@ -135,7 +135,7 @@ export class BlockManager {
       if (held[i] !== undefined) continue;
       if (this.#count >= this.capacity) this.#evictOne();
       const h = p.blocks[i];
-      const b: Block = { key: h.key, wire: h.wire, model: p.model, refs: 1, idleSince: 0 };
+      const b: Block = { key: h.key, hash: h, model: p.model, refs: 1, idleSince: 0 };
       byKey.set(h.key, b);
       this.#count++;
       this.#used++;
@@ -218,6 +218,6 @@ export class BlockManager {
     this.#idle.get(victim.model)!.delete(victim);
     this.#blocks.get(victim.model)!.delete(victim.key);
     this.#count--;
-    this.emit({ type: "BlockRemoved", hash: victim.wire });
+    this.emit({ type: "BlockRemoved", hash: victim.hash.wire });
   }
 }
