@@ -187,6 +187,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   const env = opts.env ?? Deno.env.toObject();
   const loaded = loadConfig(argv, env);
   const cfg = loaded.config;
+  checkKvPorts(cfg);
   if (cfg["enable-kvcache"] && !env.POD_IP) {
     // It names this pod in the KV events' topic.
     throw new ConfigError(
@@ -260,6 +261,25 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
   return { ranks, url: ranks[0].url, shutdown };
+}
+
+/**
+ * Rank r publishes on the ZMQ port + r and replays on the replay port + r:
+ * the two ranges must not overlap (kv-cache.md, "Replay").
+ */
+function checkKvPorts(cfg: LoadedConfig["config"]): void {
+  const zmq = cfg["zmq-endpoint"];
+  const replay = cfg["kv-events-replay-endpoint"];
+  const z = /:(\d+)$/.exec(zmq);
+  const r = /:(\d+)$/.exec(replay);
+  if (!cfg["enable-kvcache"] || !z || !r) return;
+  const size = cfg["data-parallel-size"];
+  if (Math.abs(Number(z[1]) - Number(r[1])) < size) {
+    throw new ConfigError(
+      "kv-events-replay-endpoint",
+      `zmq-endpoint (${zmq}) and kv-events-replay-endpoint (${replay}) ports collide once offset by data-parallel rank`,
+    );
+  }
 }
 
 /**

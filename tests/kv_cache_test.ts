@@ -10,7 +10,8 @@ import { ConfigError } from "../lib/config.ts";
 import { expectError, startSim, type TestServer } from "./helpers.ts";
 
 const ENV = { POD_IP: "10.0.0.7" };
-const KV = ["--model", "m", "--enable-kvcache", "--block-size", "8"];
+// No publisher: these tests need no ZMQ (tests/kv_events_test.ts has it, in child processes).
+const KV = ["--model", "m", "--enable-kvcache", "--block-size", "8", "--zmq-endpoint", ""];
 /** A prompt of 4 full blocks and a partial one (built-in tokenizer: one word a token). */
 const PROMPT = Array.from({ length: 36 }, (_, i) => `w${i}`).join(" ");
 
@@ -179,4 +180,23 @@ Deno.test("kv: cache_hit_threshold and the global threshold answer cache_thresho
   assert.match(frames[0], /"delta":\{\},"logprobs":null,"finish_reason":"cache_threshold"/);
   assert.match(frames[1], /"usage":\{"prompt_tokens":\d+,"total_tokens":\d+,"completion_tokens":0/);
   assert.equal(frames[2], "data: [DONE]");
+});
+
+Deno.test("kv: ZMQ and replay ports must not collide across data-parallel ranks", async () => {
+  await assert.rejects(
+    () =>
+      startSim([
+        ...KV,
+        "--data-parallel-size",
+        "2",
+        "--zmq-endpoint",
+        "tcp://127.0.0.1:7000",
+        "--kv-events-replay-endpoint",
+        "tcp://*:7001",
+      ], ENV),
+    (e: Error) =>
+      e instanceof ConfigError &&
+      e.message ===
+        "zmq-endpoint (tcp://127.0.0.1:7000) and kv-events-replay-endpoint (tcp://*:7001) ports collide once offset by data-parallel rank",
+  );
 });
