@@ -8,7 +8,7 @@
  */
 import type { Config } from "../config.ts";
 import type { AdmissionGate, Job } from "../engine.ts";
-import { type BlockExtras, BlockHasher } from "./block_hash.ts";
+import { type BlockExtras, type BlockHash, BlockHasher } from "./block_hash.ts";
 import { BlockManager, type KvEvent, type KvHold, type KvPrompt } from "./block_manager.ts";
 import { LoraSlots } from "./lora_slots.ts";
 
@@ -17,6 +17,8 @@ export class KvCache implements AdmissionGate {
   readonly hasher: BlockHasher;
   readonly slots: LoraSlots;
   readonly #holds = new Map<Job, KvHold>();
+  /** Ids array → model → its blocks' hashes (weak: gone with the array). */
+  readonly #hashed = new WeakMap<readonly number[], Map<string, readonly BlockHash[]>>();
 
   constructor(
     cfg: Config,
@@ -46,10 +48,20 @@ export class KvCache implements AdmissionGate {
     lora: string | null,
     extras?: BlockExtras,
   ): KvPrompt {
-    const blocks = this.hasher.hashes(tokens, this.blocks.blockSize, model, {
-      ...extras,
-      lora: lora ?? undefined,
-    });
+    // The tokenizers hand a repeated prompt the same ids array: its blocks
+    // are hashed once per model.
+    let byModel = extras ? undefined : this.#hashed.get(tokens);
+    let blocks = byModel?.get(model);
+    if (blocks === undefined) {
+      blocks = this.hasher.hashes(tokens, this.blocks.blockSize, model, {
+        ...extras,
+        lora: lora ?? undefined,
+      });
+      if (!extras) {
+        if (byModel === undefined) this.#hashed.set(tokens, byModel = new Map());
+        byModel.set(model, blocks);
+      }
+    }
     return { model, blocks, tokens, lora: lora === null ? null : { id: 0, name: lora } };
   }
 

@@ -22,6 +22,7 @@
 
 import type { ChatMessage } from "../chat.ts";
 import { SENTENCES, sentenceTable } from "../sentences.ts";
+import { TextCache } from "./text_cache.ts";
 import {
   type Encoding,
   fnv1a32,
@@ -159,6 +160,10 @@ function plainText(m: ChatMessage): string {
   return s;
 }
 
+/** Texts at least this long have their ids remembered, up to this many characters in all. */
+const CACHED_TEXT_MIN = 256;
+const CACHED_TEXT_CHARS = 4_000_000;
+
 /** Maximum number of learned (non-permanent) entries kept for `decode`. */
 export const REVERSE_TABLE_CAP = 1_000_000;
 const GENERATION_CAP = REVERSE_TABLE_CAP / 2;
@@ -197,12 +202,21 @@ export const BUILTIN_VOCABULARY: ReadonlyMap<number, string> = vocabularyOf(
 export class BuiltinTokenizer implements Tokenizer {
   readonly kind: TokenizerKind = "built-in";
   readonly sentences = BUILTIN_SENTENCES;
+  readonly #cache = new TextCache(CACHED_TEXT_CHARS, 256 * 1024);
   #current = new Map<number, string>();
   #previous = new Map<number, string>();
 
   encode(text: string): Encoding {
-    // Hashed in place, no token cut out: a prompt's ids are only counted
-    // unless they are shown to the client (see remember).
+    // A long text's ids are remembered (the KV cache asks for a repeated
+    // prompt's ids at every request); short ones cost less than the lookup.
+    if (text.length < CACHED_TEXT_MIN) return { ids: this.#ids(text), text };
+    let ids = this.#cache.get(text);
+    if (ids === undefined) this.#cache.set(text, ids = this.#ids(text));
+    return { ids, text };
+  }
+
+  /** Hashed in place, no token cut out. */
+  #ids(text: string): number[] {
     const ids: number[] = [];
     const n = text.length;
     let p = 0;
@@ -214,7 +228,7 @@ export class BuiltinTokenizer implements Tokenizer {
         p = e;
       }
     }
-    return { ids, text };
+    return ids;
   }
 
   /** Ids shown to a client (/tokenize, render) can come back to /detokenize: learn them. */

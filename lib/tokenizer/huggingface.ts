@@ -21,6 +21,7 @@ import type {
 } from "../tokenizer.ts";
 import { builtinChatText, outputPieces } from "./builtin.ts";
 import { type EncodeWorker, OFFLOAD_CHARS } from "./offload.ts";
+import { TextCache } from "./text_cache.ts";
 
 function lengthOf(enc: Encoding | Promise<Encoding>): number | Promise<number> {
   return enc instanceof Promise ? enc.then((e) => e.ids.length) : enc.ids.length;
@@ -226,38 +227,10 @@ export const SEGMENT_CACHE_CHARS = 8_000_000;
 /** Longer stretches are encoded every time (one would crowd out the rest). */
 const MAX_CACHED_SEGMENT = 256 * 1024;
 
-/** Stretch → ids, least recently used dropped first, bounded in characters. */
-class SegmentCache {
-  #map = new Map<string, number[]>();
-  #chars = 0;
-  constructor(private readonly budget: number) {}
-
-  get(key: string): number[] | undefined {
-    const v = this.#map.get(key);
-    if (v !== undefined) {
-      // Most recently used last.
-      this.#map.delete(key);
-      this.#map.set(key, v);
-    }
-    return v;
-  }
-
-  set(key: string, ids: number[]): void {
-    if (key.length > MAX_CACHED_SEGMENT) return;
-    this.#map.set(key, ids);
-    this.#chars += key.length;
-    for (const [k] of this.#map) {
-      if (this.#chars <= this.budget) break;
-      this.#map.delete(k);
-      this.#chars -= k.length;
-    }
-  }
-}
-
 export class HuggingFaceTokenizer implements Tokenizer {
   readonly kind: TokenizerKind = "huggingface";
   #sentences: SentenceTable | null = null;
-  readonly #cache = new SegmentCache(SEGMENT_CACHE_CHARS);
+  readonly #cache = new TextCache(SEGMENT_CACHE_CHARS, MAX_CACHED_SEGMENT);
 
   constructor(private readonly files: HfFiles, private readonly worker?: EncodeWorker) {}
 
