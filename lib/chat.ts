@@ -4,7 +4,7 @@
  * converted to these before their prompt is rendered and tokenized.
  */
 
-import type { MediaItem } from "./api/vllm/features.ts";
+import { featuresOf, type MediaItem, mmItems } from "./api/vllm/features.ts";
 import type { PromptInput } from "./serving/params.ts";
 import type { ChatOptions, Encoding, Tokenizer } from "./tokenizer.ts";
 
@@ -52,11 +52,16 @@ export function chatPrompt(
 ): PromptInput | Promise<PromptInput> {
   if (withIds) {
     const enc = tokenizer.encodeChat(messages, opts);
-    const input = (e: Encoding): PromptInput => ({
-      promptTokens: e.ids.length,
-      promptIds: e.ids,
-      echoText,
-    });
+    const media = messages.flatMap((m) => m.media ?? []);
+    const input = (e: Encoding): PromptInput => {
+      const features = media.length > 0 || e.features
+        ? featuresOf(tokenizer.kind, media, e.ids.length, e.features)
+        : undefined;
+      const p: PromptInput = { promptTokens: e.ids.length, promptIds: e.ids, echoText };
+      // Multimodal items enter the hashes of the blocks they overlap.
+      if (features) p.promptMm = mmItems(features);
+      return p;
+    };
     return enc instanceof Promise ? enc.then(input) : input(enc);
   }
   const n = tokenizer.countChat(messages, opts);

@@ -200,3 +200,21 @@ Deno.test("kv: ZMQ and replay ports must not collide across data-parallel ranks"
         "zmq-endpoint (tcp://127.0.0.1:7000) and kv-events-replay-endpoint (tcp://*:7001) ports collide once offset by data-parallel rank",
   );
 });
+
+Deno.test("kv: an image enters the hashes of the blocks it overlaps", async () => {
+  await using s = await startSim(KV, ENV);
+  const chat = async (url: string) =>
+    (await (await s.post("/v1/chat/completions", {
+      model: "m",
+      messages: [{
+        role: "user",
+        content: [{ type: "text", text: PROMPT }, { type: "image_url", image_url: { url } }],
+      }],
+      max_tokens: 1,
+    })).json()).usage.prompt_tokens_details.cached_tokens;
+  assert.equal(await chat("http://x/a.png"), 0);
+  // The same text and image: cached. The same text with another image: the
+  // image's placeholder spans the prompt, so no block matches.
+  assert.ok(await chat("http://x/a.png") >= 32);
+  assert.equal(await chat("http://x/b.png"), 0);
+});

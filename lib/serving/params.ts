@@ -51,6 +51,8 @@ export interface PromptInput {
   promptTokens: number;
   /** The prompt's token ids, when something needs them (the KV cache's blocks). */
   promptIds?: readonly number[];
+  /** Its multimodal items' placeholders and identifiers (a chat with media). */
+  promptMm?: { offset: number; length: number; hash: string }[];
   /** What echo mode answers with. */
   echoText: string;
 }

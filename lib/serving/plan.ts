@@ -250,7 +250,8 @@ function kvPrompt(sim: Simulator, prompt: PromptInput, model: ResolvedModel): Kv
   const kv = sim.kv;
   if (kv === null || prompt.promptIds === undefined) return undefined;
   const displayed = model.lora ?? sim.models.displayName;
-  const p = kv.prompt(prompt.promptIds, displayed, model.lora);
+  const mm = prompt.promptMm;
+  const p = kv.prompt(prompt.promptIds, displayed, model.lora, mm?.length ? { mm } : undefined);
   if (!kv.blocks.canEverFit(p)) {
     throw badRequest(
       `The prompt needs ${p.blocks.length} KV-cache blocks but the KV cache holds only ` +

@@ -75,3 +75,32 @@ function ordered<T>(byModality: Partial<Record<Modality, T>>): Partial<Record<Mo
   for (const k of KEY_ORDER) if (byModality[k] !== undefined) out[k] = byModality[k];
   return out;
 }
+
+/**
+ * A chat encoding's features: the render sidecar's own, or the built-in
+ * tokenizer's stubs for the messages' media; none from an in-process model
+ * tokenizer (no image processor).
+ */
+export function featuresOf(
+  kind: string,
+  media: readonly MediaItem[],
+  totalTokens: number,
+  given?: MultimodalFeatures,
+): MultimodalFeatures | undefined {
+  return kind === "built-in" ? synthesizeFeatures(media, totalTokens) : given;
+}
+
+/** The features' items as the block hasher takes them, by placeholder offset. */
+export function mmItems(
+  f: MultimodalFeatures,
+): { offset: number; length: number; hash: string }[] {
+  const out: { offset: number; length: number; hash: string }[] = [];
+  for (const m of Object.keys(f.mm_hashes) as Modality[]) {
+    const hashes = f.mm_hashes[m] ?? [];
+    const places = f.mm_placeholders[m] ?? [];
+    for (let i = 0; i < hashes.length && i < places.length; i++) {
+      out.push({ offset: places[i].offset, length: places[i].length, hash: hashes[i] });
+    }
+  }
+  return out.sort((a, b) => a.offset - b.offset);
+}

@@ -9,7 +9,7 @@ import type { ModelRegistry } from "../../models.ts";
 import type { Encoding, Tokenizer } from "../../tokenizer.ts";
 import { type JsonObject, optString, requireObject } from "../../validate.ts";
 import { parseMessages, parsePrompts } from "../openai/protocol.ts";
-import { type MultimodalFeatures, synthesizeFeatures } from "./features.ts";
+import { featuresOf, type MultimodalFeatures } from "./features.ts";
 
 /**
  * The body, once its model is known to be a served base model: an unknown
@@ -78,9 +78,8 @@ export async function renderChatCompletion(
   const messages = parseMessages(raw);
   const enc = await tokenize(tokenizer, tokenizer.encodeChat(messages));
   const answer: ChatRenderAnswer = { token_ids: enc.ids };
-  const features = tokenizer.kind === "built-in"
-    ? synthesizeFeatures(messages.flatMap((m) => m.media ?? []), enc.ids.length)
-    : enc.features;
+  const media = messages.flatMap((m) => m.media ?? []);
+  const features = featuresOf(tokenizer.kind, media, enc.ids.length, enc.features);
   if (features) answer.features = features;
   return JSON.stringify(answer);
 }
