@@ -218,3 +218,17 @@ Deno.test("kv: an image enters the hashes of the blocks it overlaps", async () =
   assert.ok(await chat("http://x/a.png") >= 32);
   assert.equal(await chat("http://x/b.png"), 0);
 });
+
+Deno.test("kv: cache_salt separates prompts under sha256_cbor (and is not part of fnv64a-cbor)", async () => {
+  await using sha = await startSim([...KV, "--prefix-caching-hash-algo", "sha256_cbor"], ENV);
+  const cached = async (s: TestServer, salt?: string) =>
+    (await completion(s, PROMPT, salt ? { cache_salt: salt } : {})).usage.prompt_tokens_details
+      .cached_tokens;
+  assert.equal(await cached(sha, "tenant-a"), 0);
+  assert.equal(await cached(sha, "tenant-a"), 32);
+  assert.equal(await cached(sha, "tenant-b"), 0);
+  assert.equal(await cached(sha), 0);
+  await using fnv = await startSim(KV, ENV);
+  assert.equal(await cached(fnv, "tenant-a"), 0);
+  assert.equal(await cached(fnv, "tenant-b"), 32);
+});

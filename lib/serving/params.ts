@@ -39,6 +39,8 @@ export interface GenerationParams {
   n: number;
   seed?: number;
   cacheHitThreshold?: number;
+  /** vLLM's cache_salt: with sha256_cbor it enters the first block's hash. */
+  cacheSalt?: string;
   kvTransfer?: KvTransferParams;
   stop?: StopRule;
   responseFormat?: ResponseFormat;

@@ -145,7 +145,7 @@ export function planGeneration(
     lora: model.lora,
     promptTokens: n,
     cachedTokens: 0,
-    kv: kvPrompt(sim, prompt, model),
+    kv: kvPrompt(sim, prompt, model, params.cacheSalt),
     cacheHitThreshold: params.cacheHitThreshold,
     lengths,
     finishReasons,
@@ -246,12 +246,18 @@ function jsonAnswers(
  * LoRA request); a prompt with more full blocks than the cache holds can
  * never run: a 400 now, not a wait for ever.
  */
-function kvPrompt(sim: Simulator, prompt: PromptInput, model: ResolvedModel): KvPrompt | undefined {
+function kvPrompt(
+  sim: Simulator,
+  prompt: PromptInput,
+  model: ResolvedModel,
+  cacheSalt?: string,
+): KvPrompt | undefined {
   const kv = sim.kv;
   if (kv === null || prompt.promptIds === undefined) return undefined;
   const displayed = model.lora ?? sim.models.displayName;
   const mm = prompt.promptMm;
-  const p = kv.prompt(prompt.promptIds, displayed, model.lora, mm?.length ? { mm } : undefined);
+  const extras = mm?.length || cacheSalt ? { mm, cacheSalt } : undefined;
+  const p = kv.prompt(prompt.promptIds, displayed, model.lora, extras);
   if (!kv.blocks.canEverFit(p)) {
     throw badRequest(
       `The prompt needs ${p.blocks.length} KV-cache blocks but the KV cache holds only ` +

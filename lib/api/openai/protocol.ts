@@ -186,6 +186,7 @@ export function parseCommon(o: JsonObject, maxTokensKeys: string[]): GenerationP
     n: parseN(o),
     seed: optInt(o, "seed", Number.MIN_SAFE_INTEGER),
     cacheHitThreshold: optNumber(o, "cache_hit_threshold", 0, 1),
+    cacheSalt: optString(o, "cache_salt") || undefined,
     kvTransfer: kv ? parseKvTransfer(kv) : undefined,
     stop: parseStop(o),
     responseFormat: parseResponseFormat(o),
