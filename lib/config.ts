@@ -495,7 +495,8 @@ function validate(cfg: Config): void {
   rule(
     "block-size",
     (BLOCK_SIZES as readonly number[]).includes(cfg["block-size"]),
-    `must be one of ${BLOCK_SIZES.join(", ")}`,
+    // The reference's words (kv-cache.md).
+    `token block size should be one of the following: ${BLOCK_SIZES.join(", ")}`,
   );
   for (const [min, max] of MIN_MAX_RULES) {
     rule(min, cfg[min] <= cfg[max], `must not exceed --${max} (${cfg[max]})`);

@@ -292,6 +292,10 @@ Deno.test("errors name the option", () => {
   );
   assertConfigError(() => load([]), "model", /required/);
   assertConfigError(() => cfgOf("--block-size", "20"), "block-size");
+  assert.throws(
+    () => cfgOf("--block-size", "20"),
+    /token block size should be one of the following: 8, 16, 32, 64, 128/,
+  );
   assertConfigError(() => cfgOf("--time-factor-under-load", "0.5"), "time-factor-under-load");
   assertConfigError(() => cfgOf("--max-num-seqs", "0"), "max-num-seqs");
   assertConfigError(() => cfgOf("--max-request-body-size-mb", "513"), "max-request-body-size-mb");
