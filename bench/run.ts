@@ -379,6 +379,24 @@ async function throughput(gen: LoadGenerator): Promise<void> {
   }
 }
 
+/** ROUNDS alternating runs of `body` against each server; the best rate of each goes in `best`. */
+async function interleavedBest(
+  gen: LoadGenerator,
+  body: string,
+  servers: readonly (readonly [string, number, ...unknown[]])[],
+  label: string,
+  best: Map<string, number>,
+): Promise<void> {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, port] of servers) {
+      const r = await gen.run(port, body);
+      console.error(`  ${label} ${name} round ${round + 1}: ${fmt(r.rps)} req/s`);
+      if (r.errors > 0) notes.push(`${label} ${name}: ${r.errors} errors`);
+      best.set(name, Math.max(best.get(name) ?? 0, r.rps));
+    }
+  }
+}
+
 /**
  * A real model's tokenizer on the request path: the same chat request with
  * a prompt of about 1 000 tokens against the built-in tokenizer and against
@@ -426,14 +444,7 @@ async function tokenizerThroughput(gen: LoadGenerator): Promise<void> {
       console.error(`  ${name}: prompt of ${usage.prompt_tokens} tokens`);
       await gen.run(port, body); // warm-up
     }
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, port] of sims) {
-        const r = await gen.run(port, body);
-        console.error(`  tokenizer ${name} round ${round + 1}: ${fmt(r.rps)} req/s`);
-        if (r.errors > 0) notes.push(`tokenizer ${name}: ${r.errors} errors`);
-        best.set(name, Math.max(best.get(name) ?? 0, r.rps));
-      }
-    }
+    await interleavedBest(gen, body, sims, "tokenizer", best);
     const hf = best.get("qwen")!;
     const builtin = best.get("built-in")!;
     rows.push({
@@ -487,14 +498,7 @@ async function kvThroughput(gen: LoadGenerator): Promise<void> {
       await waitFor(`http://${HOST}:${port}/health`);
       await gen.run(port, body); // warm-up
     }
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, port] of sims) {
-        const r = await gen.run(port, body);
-        console.error(`  kv cache ${name} round ${round + 1}: ${fmt(r.rps)} req/s`);
-        if (r.errors > 0) notes.push(`kv cache ${name}: ${r.errors} errors`);
-        best.set(name, Math.max(best.get(name) ?? 0, r.rps));
-      }
-    }
+    await interleavedBest(gen, body, sims, "kv cache", best);
     const withCache = best.get("on")!;
     const without = best.get("off")!;
     rows.push({

@@ -375,7 +375,6 @@ export class Metrics {
   readonly #success: LiveCounter;
   readonly #lora: Gauge<(typeof LORA_LABELS)[number]>;
   #loraKey = "";
-  #kvUsage = 0;
   /** Inter-token gaps of running jobs, observed when a job finishes. */
   readonly #gaps = new Map<Job, JobGaps>();
   readonly #observer: EngineObserver;
@@ -401,7 +400,7 @@ export class Metrics {
     const engine = host.engine;
     const reg = this.#real = this.#registry();
     // Read at scrape time: the cache's used blocks are current at every request start and end.
-    const kvUsage = () => host.kv?.blocks.usage ?? this.#kvUsage;
+    const kvUsage = () => host.kv?.blocks.usage ?? 0;
     const updateLora = () => this.#updateLora();
 
     new Gauge({
@@ -501,11 +500,6 @@ export class Metrics {
     };
     engine.observers.push(this.#observer);
     this.#tick();
-  }
-
-  /** For the KV-cache module: the fraction of blocks in use, 0–1. */
-  setKvCacheUsage(fraction: number): void {
-    this.#kvUsage = fraction;
   }
 
   /** The exposition: only the fake values while fake-metrics is set. */

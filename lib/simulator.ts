@@ -85,7 +85,6 @@ export class Simulator {
       this.sleepHooks.push({
         sleep: () => {
           kv.blocks.clear();
-          this.metrics.setKvCacheUsage(0);
           this.engine.reschedule(); // waiting requests no longer wait for blocks
         },
         wake: (tags) => {

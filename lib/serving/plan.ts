@@ -29,7 +29,6 @@ import type { Simulator } from "../simulator.ts";
 
 export interface GenerationPlan {
   promptTokens: number;
-  cachedTokens: number;
   /**
    * Choice j has spec.lengths[j] tokens and ends with spec.finishReasons[j]:
    * two small arrays, so a queued request with many choices stays small.
@@ -144,6 +143,7 @@ export function planGeneration(
   const spec: JobSpec = {
     lora: model.lora,
     promptTokens: n,
+    // Set when the job starts and takes its KV blocks (the leading cached run).
     cachedTokens: 0,
     kv: kvPrompt(sim, prompt, model, params.cacheSalt),
     cacheHitThreshold: params.cacheHitThreshold,
@@ -163,7 +163,6 @@ export function planGeneration(
     : null;
   return {
     promptTokens: n,
-    cachedTokens: 0,
     choices: params.n,
     // Echoed text is the client's own; the built-in sentences need no escaping.
     jsonSafe: echoed === null && format === undefined && stopReasons === undefined &&

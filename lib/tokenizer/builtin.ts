@@ -236,11 +236,15 @@ export class BuiltinTokenizer implements Tokenizer {
     this.#learnAll(enc.text);
   }
 
-  #learnAll(text: string): void {
-    for (const tok of splitText(text)) {
-      const id = fnv1a32(tok);
-      if (!BUILTIN_VOCABULARY.has(id) && !this.#current.has(id)) this.#learn(id, tok);
+  /** Learns the text's tokens for decoding; returns their ids. */
+  #learnAll(text: string): number[] {
+    const toks = splitText(text);
+    const ids = new Array<number>(toks.length);
+    for (let i = 0; i < toks.length; i++) {
+      const id = ids[i] = fnv1a32(toks[i]);
+      if (!BUILTIN_VOCABULARY.has(id) && !this.#current.has(id)) this.#learn(id, toks[i]);
     }
+    return ids;
   }
 
   encodeChat(messages: readonly ChatMessage[]): Encoding {
@@ -265,8 +269,7 @@ export class BuiltinTokenizer implements Tokenizer {
 
   pieceIds(piece: string): number[] {
     // Output ids (generate) are shown: they decode back.
-    this.#learnAll(piece);
-    return splitText(piece).map(fnv1a32);
+    return this.#learnAll(piece);
   }
 
   decode(ids: readonly number[]): string | null {
