@@ -5,7 +5,9 @@
  */
 
 import { featuresOf, type MediaItem, mmItems } from "./api/vllm/features.ts";
-import type { PromptInput } from "./serving/params.ts";
+import type { GenerationParams, PromptInput } from "./serving/params.ts";
+import { generationInput, type PendingInput, validatedInput } from "./serving/pipeline.ts";
+import { templateTool, type ToolDef } from "./tools/tool.ts";
 import type { ChatOptions, Encoding, Tokenizer } from "./tokenizer.ts";
 
 export interface ToolCall {
@@ -77,13 +79,31 @@ export function lastUserText(messages: readonly ChatMessage[]): string {
   return messages.at(-1)?.text ?? "";
 }
 
-/** A tool as chat templates take it (transformers' JSON-schema form). */
-export function functionTool(
-  name: string,
-  description: string,
-  parameters: unknown,
-): Record<string, unknown> {
-  const fn: Record<string, unknown> = { name, description };
-  if (parameters !== undefined && parameters !== null) fn.parameters = parameters;
-  return { type: "function", function: fn };
+/** How a conversation becomes a request's input. */
+export interface ChatInputOptions {
+  /** The prompt's ids are needed (the KV cache). */
+  withIds: boolean;
+  /** --skip-tool-validation */
+  skipToolValidation: boolean;
+  /** What echo mode answers (default: the last user message). */
+  echoText?: string;
+}
+
+/**
+ * The input of a request that is a conversation (chat, Responses,
+ * Messages): its tools validated, then its messages rendered with them.
+ */
+export function conversationInput(
+  params: GenerationParams,
+  messages: readonly ChatMessage[],
+  toolDefs: readonly ToolDef[] | undefined,
+  tokenizer: Tokenizer,
+  opts: ChatInputOptions,
+): PendingInput {
+  return validatedInput(toolDefs, opts.skipToolValidation, () => {
+    const tools = toolDefs?.length ? toolDefs.map(templateTool) : undefined;
+    return generationInput(params, [
+      chatPrompt(messages, tokenizer, opts.echoText, { tools }, opts.withIds),
+    ]);
+  });
 }

@@ -367,7 +367,7 @@ export const OPTIONS = {
       max: 100,
     }),
     "skip-tool-validation": bool(false, "accept tool schemas outside the supported subset"),
-  }, { planned: true }),
+  }),
   ...section("KV cache", {
     "enable-kvcache": bool(false, "simulate the prefix cache (needs env POD_IP)"),
     "kv-cache-size": int(1024, { help: "KV cache size in blocks", min: 0 }),

@@ -2,11 +2,12 @@
 import { messagesEncoder, messagesInput, messagesResponse } from "../lib/api/anthropic/messages.ts";
 import { type MessagesRequest, parseMessagesRequest } from "../lib/api/anthropic/protocol.ts";
 import type { RequestContext } from "./http.ts";
-import { type HttpFamily, serveGeneration } from "./generation.ts";
+import { chatInputOptions, type HttpFamily, serveGeneration } from "./generation.ts";
 
 const MESSAGES: HttpFamily<MessagesRequest> = {
+  label: "messages request",
   parse: (body) => parseMessagesRequest(body),
-  input: (sim, body) => messagesInput(body, sim.tokenizer, sim.kv !== null),
+  input: (sim, body) => messagesInput(body, sim.tokenizer, chatInputOptions(sim)),
   encoder: messagesEncoder,
   respond: messagesResponse,
 };

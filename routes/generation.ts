@@ -19,11 +19,14 @@ import {
   streamAnswer,
 } from "../lib/serving/pipeline.ts";
 import type { Simulator } from "../lib/simulator.ts";
+import type { ChatInputOptions } from "../lib/chat.ts";
 import type { AnswerMeta } from "../lib/api/openai/common.ts";
 import { jsonText, readJson, type RequestContext } from "./http.ts";
 
 /** One API family as the HTTP adapter sees it. */
 export interface HttpFamily<B> {
+  /** How errors name a request, before " (req id …)" (the reference's words). */
+  label: string;
   /** Validates the JSON body (ApiError 400 on bad input). */
   parse(body: unknown, cfg: Config): B;
   /** The request as the pipeline takes it. */
@@ -55,7 +58,9 @@ export async function serveGeneration<B>(
   let input = family.input(sim, body);
   // The in-process tokenizers answer at once: only the render sidecar is awaited.
   if (input instanceof Promise) input = await input;
-  const admitted = admit(sim, input, (family.flags ?? generationFlags)(req));
+  const flags = (family.flags ?? generationFlags)(req);
+  flags.label = `${family.label} (req id ${ctx.requestId})`;
+  const admitted = admit(sim, input, flags);
   const meta: AnswerMeta = { requestId: ctx.requestId, created: Math.floor(Date.now() / 1000) };
   if (input.params.stream && family.encoder) {
     const stream = streamAnswer(sim, admitted, family.encoder(meta, body, admitted), {
@@ -71,6 +76,11 @@ export async function serveGeneration<B>(
   // A zero-latency answer is complete already: no await, no extra turn.
   if (answer instanceof Promise) answer = await answer;
   return jsonText(family.respond(meta, body, admitted, answer));
+}
+
+/** How a conversation's input is built on this simulator. */
+export function chatInputOptions(sim: Simulator): ChatInputOptions {
+  return { withIds: sim.kv !== null, skipToolValidation: sim.config["skip-tool-validation"] };
 }
 
 /** Special request headers that steer generation (api.md). */

@@ -29,6 +29,7 @@ import { json, jsonText, readJson, type RequestContext } from "./http.ts";
 export function generate(req: Request, ctx: RequestContext): Promise<Response> {
   const tokenizer = ctx.sim.tokenizer;
   const family: HttpFamily<GenerateRequest> = {
+    label: "generate request",
     parse: parseGenerateRequest,
     input: (sim, body) => generateInput(body, sim.models.displayName),
     encoder: (meta, body) => generateEncoder(meta, body, tokenizer),

@@ -373,7 +373,7 @@ Deno.test("messages: bad input is a 400 in Anthropic's error shape", async () =>
   );
 });
 
-Deno.test("messages: tools, tool_choice, tool blocks and images are accepted; answers are text", async () => {
+Deno.test("messages: tools, tool_choice, tool blocks and images are accepted; none answers text, any and tool call", async () => {
   await using s = await startSim();
   const client = anthropic(s);
   const tools: Anthropic.Tool[] = [{
@@ -416,8 +416,12 @@ Deno.test("messages: tools, tool_choice, tool blocks and images are accepted; an
         },
       ],
     });
-    assert.equal(m.content[0].type, "text", JSON.stringify(tool_choice));
-    assert.notEqual(m.stop_reason, "tool_use");
+    const called = m.content[0].type === "tool_use";
+    assert.equal(called, m.stop_reason === "tool_use", JSON.stringify(m));
+    if (tool_choice.type === "none") assert.equal(called, false, "none: a text answer");
+    if (tool_choice.type === "any" || tool_choice.type === "tool") {
+      assert.ok(called, `${tool_choice.type}: at least one tool_use block`);
+    }
   }
 });
 
@@ -488,19 +492,20 @@ Deno.test("messages: request conversion to chat messages", () => {
     { role: "user", content: "a\nb", text: "a\nb" },
     { role: "user", content: "image: u", text: "", media: [{ modality: "image", source: "u" }] },
   ]);
-  assert.deepEqual(req.tools, [
+  assert.deepEqual(req.toolDefs, [
     { name: "f", description: "", parameters: { type: "object", properties: {} } },
-    { name: "g", description: "G" },
+    { name: "g", description: "G", parameters: null },
   ]);
-  assert.deepEqual(req.toolChoice, { name: "f" });
+  assert.deepEqual(req.tools?.choice, { name: "f" });
   const choice = (tool_choice: unknown) =>
     parseMessagesRequest({
       model: "m",
       max_tokens: 1,
       messages: [{ role: "user", content: "x" }],
+      tools: [{ name: "f", input_schema: { type: "object", properties: {} } }],
       tool_choice,
     })
-      .toolChoice;
+      .tools?.choice ?? "none";
   assert.equal(choice(undefined), "auto");
   assert.equal(choice({ type: "auto" }), "auto");
   assert.equal(choice({ type: "any" }), "required");

@@ -95,7 +95,10 @@ Deno.test("hf: a chat prompt's count is the chat template's rendering, tools inc
     "<|im_start|>assistant\n";
   assert.equal(await chatUsage(s, convo), ref.encode(expected).length);
   // Tools are given to the template, which lists them in the system prompt.
-  const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
+  const tools = [{
+    type: "function",
+    function: { name: "f", parameters: { type: "object", properties: {} } },
+  }];
   assert.ok(await chatUsage(s, messages, { tools }) > ref.encode(rendered).length + 20);
   // Completions encode the prompt as the model does (Qwen adds no BOS).
   const c = await (await s.post("/v1/completions", { model: QWEN, prompt: "Hello", max_tokens: 1 }))

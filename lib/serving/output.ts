@@ -6,6 +6,7 @@
  * pipeline decides what happens when, the encoder only how it is written.
  */
 import type { FinishReason } from "../engine.ts";
+import type { GeneratedCall } from "../tools/calls.ts";
 import type { GenerationPlan } from "./plan.ts";
 
 export interface UsageCounts {
@@ -37,6 +38,22 @@ export interface OutputEncoder {
     finish: FinishReason | null,
     usage: UsageCounts | null,
   ): string;
+  /** A tool-call choice's first step (its calls' pieces come later): chat's role chunk. */
+  toolStart?(index: number): string;
+  /**
+   * Piece `piece` (one token of its arguments) of call `c` of choice
+   * `index`, a choice that answers with tool calls: each call's pieces in
+   * order, the calls in order. `finish` is set on the choice's last piece.
+   * Only families that take tools have it.
+   */
+  toolPiece?(
+    index: number,
+    calls: readonly GeneratedCall[],
+    c: number,
+    piece: number,
+    finish: FinishReason | null,
+    usage: UsageCounts | null,
+  ): string;
   /** Choice `index` has ended after `tokens` tokens (0: it had none). */
   choiceEnd(index: number, finish: FinishReason, tokens: number): string;
   /** Every choice has ended. */
@@ -53,6 +70,10 @@ export interface CompletedChoice {
   stopReason: string | number | null;
   /** `text` needs no JSON escaping (built-in sentences). */
   jsonSafe: boolean;
+  /** The choice's tool calls; `text` is "" then. */
+  calls?: readonly GeneratedCall[];
+  /** The text's tokens, one piece each (kept when logprobs are asked for). */
+  pieces?: string[];
 }
 
 /** A complete answer: every choice's text, in index order, and the usage. */
@@ -86,14 +107,24 @@ export function completedAnswer(plans: readonly GenerationPlan[]): CompletedAnsw
     const plan = plans[p];
     const { lengths, finishReasons } = plan.spec;
     for (let j = 0; j < plan.choices; j++) {
-      choices.push({
+      const calls = plan.calls?.[j];
+      const choice: CompletedChoice = {
         index: p * plan.choices + j,
-        text: plan.text(j).take(lengths[j]),
+        text: "",
         tokens: lengths[j],
         finish: finishReasons[j],
         stopReason: plan.stopReasons?.[j] ?? null,
         jsonSafe: plan.jsonSafe,
-      });
+      };
+      if (calls) choice.calls = calls;
+      else if (plan.keepPieces) {
+        const stream = plan.text(j);
+        const pieces = new Array<string>(lengths[j]);
+        for (let k = 0; k < pieces.length; k++) pieces[k] = stream.next();
+        choice.pieces = pieces;
+        choice.text = pieces.join("");
+      } else choice.text = plan.text(j).take(lengths[j]);
+      choices.push(choice);
     }
   }
   return { choices, usage: usageOf(plans) };

@@ -1,3 +1,5 @@
+import type { ToolPolicy } from "../tools/tool.ts";
+
 /**
  * What a generation request asks of the engine, whatever API family it came
  * through: each family's protocol module parses its own body into these.
@@ -46,6 +48,10 @@ export interface GenerationParams {
   responseFormat?: ResponseFormat;
   /** No output: the request takes its prefill time only (embeddings). */
   prefillOnly?: boolean;
+  /** The tools an answer may call (set only when calls may be made). */
+  tools?: ToolPolicy;
+  /** Logprobs asked for: top entries per token, k ≥ 0 (absent: none). */
+  logprobs?: number;
 }
 
 /** One prompt as the engine sees it. */
@@ -62,4 +68,6 @@ export interface PromptInput {
 export interface GenerationFlags {
   /** X-Cache-Threshold-Finish-Reason: answer at once with no tokens. */
   forceCacheThreshold?: boolean;
+  /** How errors name the request (the reference's "chat completion request (req id …)"). */
+  label?: string;
 }

@@ -15,6 +15,9 @@ import { type CompletedAnswer, completedAnswer, type OutputEncoder } from "./out
 import type { GenerationFlags, GenerationParams, PromptInput } from "./params.ts";
 import { type GenerationPlan, OutputBudget, planGeneration } from "./plan.ts";
 import { collectPlans, type SignalSource, streamPlans } from "./stream.ts";
+import { checkToolPolicy } from "../tools/calls.ts";
+import type { ToolDef } from "../tools/tool.ts";
+import { validateTools } from "../tools/validate.ts";
 
 /** A parsed generation request: its parameters and its prompts, one engine request each. */
 export interface GenerationInput {
@@ -37,6 +40,20 @@ export function generationInput(
     return { params, prompts: prompts as PromptInput[] };
   }
   return Promise.all(prompts).then((ready) => ({ params, prompts: ready }));
+}
+
+/**
+ * The input `make` builds, once the request's tools pass validation
+ * (tools-and-logprobs.md; none with --skip-tool-validation). Only the first
+ * request with tools waits, while the validator loads.
+ */
+export function validatedInput(
+  tools: readonly ToolDef[] | undefined,
+  skip: boolean,
+  make: () => PendingInput,
+): PendingInput {
+  const checked = tools === undefined || skip ? undefined : validateTools(tools);
+  return checked instanceof Promise ? checked.then(make) : make();
 }
 
 /** A request the engine will run: its model and one plan per prompt. */
@@ -73,6 +90,7 @@ export function admit(
   if (params.stream && params.kvTransfer?.do_remote_decode === true) {
     throw badRequest("Prefill does not support streaming", "stream");
   }
+  if (params.tools) checkToolPolicy(params.tools, flags.label ?? "request");
   const sequences = prompts.length * params.n;
   checkSequences(sequences, cfg);
   const budget = new OutputBudget(cfg["max-output-tokens-per-request"], params.maxTokens);

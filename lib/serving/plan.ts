@@ -26,6 +26,7 @@ import type {
 } from "./params.ts";
 import type { Rng } from "../rng.ts";
 import type { Simulator } from "../simulator.ts";
+import { callTokens, drawToolCalls, type GeneratedCall } from "../tools/calls.ts";
 
 export interface GenerationPlan {
   promptTokens: number;
@@ -51,6 +52,13 @@ export interface GenerationPlan {
   stopReasons?: (string | number | null)[];
   /** kv_transfer_params for the response (P/D prefill side), else null. */
   kvTransferOut: KvTransferParams | null;
+  /**
+   * Per choice, its tool calls when it answers with calls (it has no text
+   * then; its tokens are the calls' tokens); absent when no choice has any.
+   */
+  calls?: (readonly GeneratedCall[] | null)[];
+  /** A complete answer keeps each choice's tokens (logprobs are written per token). */
+  keepPieces: boolean;
 }
 
 /**
@@ -97,8 +105,17 @@ export function planGeneration(
   const finishReasons = new Array<FinishReason>(params.n);
   // Echo choices share one token list; random ones draw their own text.
   const echoed = echo ? sim.tokenizer.pieces(prompt.echoText) : null;
+  // Tool calls are drawn first, as the reference does: a choice with calls has no text.
+  const calls = params.tools && !params.prefillOnly && !flags.forceCacheThreshold
+    ? drawCalls(sim, params, rng)
+    : undefined;
+  const isText = (j: number) => !calls?.[j];
   for (let i = 0; i < params.n; i++) {
-    if (params.prefillOnly) {
+    const mine = calls?.[i];
+    if (mine) {
+      lengths[i] = callTokens(mine);
+      finishReasons[i] = "tool_calls";
+    } else if (params.prefillOnly) {
       // Embeddings: no output; the choice ends with its prefill.
       lengths[i] = 0;
       finishReasons[i] = "stop";
@@ -124,7 +141,9 @@ export function planGeneration(
   const jsonLimit = params.maxTokens ?? Math.max(1, maxModelLen - n);
   if (budget) {
     let tokens = 0;
-    for (const len of lengths) tokens += format ? jsonLimit : params.maxTokens ?? len;
+    lengths.forEach((len, j) => {
+      tokens += !isText(j) ? len : format ? jsonLimit : params.maxTokens ?? len;
+    });
     budget.take(tokens);
   }
   let text: Texts;
@@ -132,11 +151,11 @@ export function planGeneration(
   else if (echoed) {
     text = () => new TokenListStream(echoed);
   } else if (format) {
-    text = jsonAnswers(sim, format, rng, jsonLimit, lengths, finishReasons);
+    text = jsonAnswers(sim, format, rng, jsonLimit, lengths, finishReasons, isText);
   } else text = randomAnswers(rng, params.n, sim.tokenizer.sentences);
   let stopReasons: (string | number | null)[] | undefined;
   if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold) {
-    const cut = applyStop(params.stop, sim.tokenizer, text, lengths, finishReasons);
+    const cut = applyStop(params.stop, sim.tokenizer, text, lengths, finishReasons, isText);
     text = cut.text;
     stopReasons = cut.reasons;
   }
@@ -171,7 +190,28 @@ export function planGeneration(
     spec,
     stopReasons,
     kvTransferOut,
+    calls,
+    keepPieces: params.logprobs !== undefined,
   };
+}
+
+/** Each choice's tool calls (null: a text answer); undefined when no choice got any. */
+function drawCalls(
+  sim: Simulator,
+  params: GenerationParams,
+  rng: Rng,
+): (GeneratedCall[] | null)[] | undefined {
+  const cfg = sim.config;
+  const limits = jsonValueLimits(cfg);
+  const extra = cfg["tool-call-extra-call-probability"];
+  let any = false;
+  const out = Array.from({ length: params.n }, () => {
+    const c = drawToolCalls(params.tools!, rng, limits, extra, sim.tokenizer);
+    if (c.length === 0) return null;
+    any = true;
+    return c;
+  });
+  return any ? out : undefined;
 }
 
 /**
@@ -209,6 +249,7 @@ function jsonAnswers(
   limit: number,
   lengths: number[],
   finishReasons: FinishReason[],
+  isText: (j: number) => boolean,
 ): (j: number) => TextStream {
   const schema = format.type === "json_schema" ? format.schema : JSON_OBJECT_SCHEMA;
   const problem = unsatisfiable(schema);
@@ -221,6 +262,10 @@ function jsonAnswers(
   const limits = { ...jsonValueLimits(sim.config), maxChars: limit * 16 };
   const answers: string[][] = [];
   for (let j = 0; j < lengths.length; j++) {
+    if (!isText(j)) {
+      answers.push([]);
+      continue;
+    }
     let json: string;
     try {
       json = JSON.stringify(randomJsonValue(schema, rng, limits));
@@ -288,11 +333,13 @@ function applyStop(
   text: Texts,
   lengths: number[],
   finishReasons: FinishReason[],
+  isText: (j: number) => boolean,
 ): { text: Texts; reasons: (string | number | null)[] } {
   const reasons = new Array<string | number | null>(lengths.length).fill(null);
   const limits = new Array<number>(lengths.length).fill(Infinity);
   const scan = new StopScan(rule, tokenizer);
   for (let j = 0; j < lengths.length; j++) {
+    if (!isText(j)) continue;
     const hit = scan.run(text(j, true), lengths[j]);
     if (hit === null) continue;
     limits[j] = hit.chars;

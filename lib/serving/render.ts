@@ -8,9 +8,22 @@
  * can drive the same renderer with its own encoder.
  */
 import type { TextStream } from "../content.ts";
+import { CALL_OVERHEAD_TOKENS, type GeneratedCall } from "../tools/calls.ts";
 import type { OutputEncoder, UsageCounts } from "./output.ts";
 import { usageOf } from "./output.ts";
 import type { GenerationPlan } from "./plan.ts";
+
+/** Where a tool-call choice is: its call, and its piece (negative: the call's silent steps). */
+class CallCursor {
+  call = 0;
+  piece = -CALL_OVERHEAD_TOKENS;
+}
+
+/** A tool-call choice's text stream: never read. */
+const NO_TEXT: TextStream = {
+  next: () => "",
+  take: () => "",
+};
 
 export class AnswerRenderer {
   /** The usage, taken once the first plan has started (its cached tokens are known then). */
@@ -19,6 +32,8 @@ export class AnswerRenderer {
   readonly #n: number;
   /** Each plan's text streams, made when its first step is rendered. */
   readonly #texts: (TextStream[] | undefined)[];
+  /** Per plan, where each tool-call choice is in its calls (made with the texts). */
+  readonly #cursors: ((CallCursor | null)[] | undefined)[];
   #emitted = 0;
   #started = false;
   #endedPlans = 0;
@@ -30,6 +45,7 @@ export class AnswerRenderer {
   ) {
     this.#n = plans.length > 0 ? plans[0].choices : 0;
     this.#texts = new Array(plans.length);
+    this.#cursors = new Array(plans.length);
   }
 
   /** Every plan has ended (its end was rendered). */
@@ -47,7 +63,9 @@ export class AnswerRenderer {
     let mine = this.#texts[p];
     if (mine === undefined) {
       mine = this.#texts[p] = [];
-      for (let j = 0; j < lengths.length; j++) mine.push(plan.text(j));
+      const calls = plan.calls;
+      for (let j = 0; j < lengths.length; j++) mine.push(calls?.[j] ? NO_TEXT : plan.text(j));
+      if (calls) this.#cursors[p] = calls.map((c) => c && new CallCursor());
     }
     const enc = this.enc;
     for (let j = 0; j < lengths.length; j++) {
@@ -57,8 +75,13 @@ export class AnswerRenderer {
       const usage = this.continuousUsage
         ? { prompt: this.#usage().prompt, completion: this.#emitted, cached: this.#usage().cached }
         : null;
-      const text = mine[j].next();
       const index = p * this.#n + j;
+      const cursor = this.#cursors[p]?.[j];
+      if (cursor) {
+        out += this.#toolStep(cursor, plan.calls![j]!, index, k, len, plan, j, usage);
+        continue;
+      }
+      const text = mine[j].next();
       if (k < len - 1) out += enc.token(index, text, k, null, usage);
       else {
         const finish = plan.spec.finishReasons[j];
@@ -78,6 +101,35 @@ export class AnswerRenderer {
     // The final usage, taken again: every plan has started by now.
     if (++this.#endedPlans === this.plans.length) out += this.enc.end(usageOf(this.plans));
     return out;
+  }
+
+  /**
+   * Step k of a tool-call choice: each call takes CALL_OVERHEAD_TOKENS
+   * silent steps (the tokens a model spends on the call's name, id and type,
+   * which vLLM's tool parser never shows), then one step per argument piece.
+   */
+  #toolStep(
+    cursor: CallCursor,
+    calls: readonly GeneratedCall[],
+    index: number,
+    k: number,
+    len: number,
+    plan: GenerationPlan,
+    j: number,
+    usage: UsageCounts | null,
+  ): string {
+    const piece = cursor.piece++;
+    if (piece < 0) return k === 0 ? this.enc.toolStart?.(index) ?? "" : "";
+    const c = cursor.call;
+    if (cursor.piece === calls[c].pieces.length) {
+      cursor.call++;
+      cursor.piece = -CALL_OVERHEAD_TOKENS;
+    }
+    const enc = this.enc;
+    if (k < len - 1) return enc.toolPiece?.(index, calls, c, piece, null, usage) ?? "";
+    const finish = plan.spec.finishReasons[j];
+    return (enc.toolPiece?.(index, calls, c, piece, finish, usage) ?? "") +
+      enc.choiceEnd(index, finish, len);
   }
 
   #usage(): UsageCounts {

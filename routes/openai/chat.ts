@@ -12,16 +12,18 @@ import {
   parseCompletionRequest,
 } from "../../lib/api/openai/protocol.ts";
 import type { RequestContext } from "../http.ts";
-import { type HttpFamily, serveGeneration } from "../generation.ts";
+import { chatInputOptions, type HttpFamily, serveGeneration } from "../generation.ts";
 
 const CHAT: HttpFamily<ChatRequest> = {
+  label: "chat completion request",
   parse: (body) => parseChatRequest(body),
-  input: (sim, body) => chatInput(body, sim.tokenizer, sim.kv !== null),
+  input: (sim, body) => chatInput(body, sim.tokenizer, chatInputOptions(sim)),
   encoder: (meta, body) => chatEncoder(meta, body),
   respond: chatResponse,
 };
 
 const COMPLETIONS: HttpFamily<CompletionRequest> = {
+  label: "text completion request",
   parse: (body, cfg) => parseCompletionRequest(body, cfg["max-sequences-per-request"]),
   input: (sim, body) => completionInput(body, sim.tokenizer, sim.kv !== null),
   encoder: completionEncoder,

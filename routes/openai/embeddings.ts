@@ -9,6 +9,7 @@ import type { RequestContext } from "../http.ts";
 import { type HttpFamily, serveGeneration } from "../generation.ts";
 
 const EMBEDDINGS: HttpFamily<EmbeddingRequest> = {
+  label: "embedding request",
   parse: (body, cfg) =>
     parseEmbeddingRequest(
       body,

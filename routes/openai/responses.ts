@@ -9,11 +9,12 @@ import {
   type ResponsesRequest,
 } from "../../lib/api/openai/responses_protocol.ts";
 import type { RequestContext } from "../http.ts";
-import { type HttpFamily, serveGeneration } from "../generation.ts";
+import { chatInputOptions, type HttpFamily, serveGeneration } from "../generation.ts";
 
 const RESPONSES: HttpFamily<ResponsesRequest> = {
+  label: "responses create request",
   parse: parseResponsesRequest,
-  input: (sim, body) => responsesInput(body, sim.tokenizer, sim.kv !== null),
+  input: (sim, body) => responsesInput(body, sim.tokenizer, chatInputOptions(sim)),
   encoder: responsesEncoder,
   respond: responsesResponse,
   // Only the global cache-hit threshold applies here (kv-cache.md), not the header.

@@ -6,7 +6,7 @@
  * content_block_stop, message_delta, message_stop. Bodies are written
  * directly as JSON text in the reference's key order.
  */
-import { chatPrompt, functionTool } from "../../chat.ts";
+import { type ChatInputOptions, conversationInput } from "../../chat.ts";
 import type { FinishReason } from "../../engine.ts";
 import {
   type CompletedAnswer,
@@ -15,20 +15,18 @@ import {
   type UsageCounts,
   usageOf,
 } from "../../serving/output.ts";
-import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
+import type { Admitted, PendingInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import type { AnswerMeta } from "../openai/common.ts";
+import type { GeneratedCall } from "../../tools/calls.ts";
 import type { MessagesRequest } from "./protocol.ts";
 
 export function messagesInput(
   body: MessagesRequest,
   tokenizer: Tokenizer,
-  withIds = false,
+  opts: ChatInputOptions,
 ): PendingInput {
-  const tools = body.tools?.map((t) => functionTool(t.name, t.description, t.parameters));
-  return generationInput(body, [
-    chatPrompt(body.messages, tokenizer, undefined, { tools }, withIds),
-  ]);
+  return conversationInput(body, body.messages, body.toolDefs, tokenizer, opts);
 }
 
 export function messageId(meta: AnswerMeta): string {
@@ -70,13 +68,28 @@ export function messagesResponse(
 ): string {
   const c = answer.choices[0];
   // An empty text is left out of the block, as the reference writes it (omitempty).
-  const block = c.text === ""
+  const block = c.calls
+    ? c.calls.map(toolUseBlock).join(",")
+    : c.text === ""
     ? `{"type":"text"}`
     : `{"type":"text","text":${jsonString(c.text, c.jsonSafe)}}`;
   return `${messageHead(meta)}[${block}],"model":${JSON.stringify(body.model)},` +
     `"stop_reason":"${stopReason(c.finish)}","stop_sequence":null,` +
     `"usage":${usageText(answer.usage.prompt, answer.usage.completion)}}`;
 }
+
+/**
+ * A tool_use block: `input` is the arguments object (their text is Go's
+ * encoding of it already), left out when empty (omitempty on a map).
+ */
+function toolUseBlock(call: GeneratedCall): string {
+  const input = call.arguments === "{}" ? "" : `,"input":${call.arguments}`;
+  return `{"type":"tool_use","id":"${TOOL_ID}${call.digits}","name":${
+    JSON.stringify(call.name)
+  }${input}}`;
+}
+
+const TOOL_ID = "toolu_";
 
 /** One SSE event: its name line, then its data. */
 function event(name: string, data: string): string {
@@ -89,6 +102,8 @@ const BLOCK_START = event(
 );
 const PING = event("ping", `{"type":"ping"}`);
 const BLOCK_STOP = event("content_block_stop", `{"type":"content_block_stop","index":0}`);
+const blockStop = (index: number) =>
+  event("content_block_stop", `{"type":"content_block_stop","index":${index}}`);
 const MESSAGE_STOP = event("message_stop", `{"type":"message_stop"}`);
 const DELTA_PREFIX = `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,` +
   `"delta":{"type":"text_delta","text":`;
@@ -117,8 +132,27 @@ export function messagesEncoder(
       ),
     token: (_index, text, k) =>
       (k === 0 ? BLOCK_START + PING : "") + DELTA_PREFIX + JSON.stringify(text) + DELTA_SUFFIX,
-    choiceEnd(_index, f, tokens) {
+    // Tool calls: a block per call, opened on its first argument piece
+    // (closing the previous one), an input_json_delta per piece.
+    toolStart: () => PING,
+    toolPiece(_index, calls, c, piece) {
+      const call = calls[c];
+      const open = piece !== 0 ? "" : (c > 0 ? blockStop(c - 1) : "") +
+        event(
+          "content_block_start",
+          `{"type":"content_block_start","index":${c},"content_block":{"type":"tool_use",` +
+            `"id":"${TOOL_ID}${call.digits}","name":${JSON.stringify(call.name)}}}`,
+        );
+      return open + event(
+        "content_block_delta",
+        `{"type":"content_block_delta","index":${c},"delta":{"type":"input_json_delta",` +
+          `"partial_json":${JSON.stringify(call.pieces[piece])}}}`,
+      );
+    },
+    choiceEnd(index, f, tokens) {
       finish = f;
+      const calls = admitted.plans[0].calls?.[index];
+      if (calls) return blockStop(calls.length - 1);
       return (tokens === 0 ? BLOCK_START : "") + BLOCK_STOP;
     },
     end: (u: UsageCounts) =>

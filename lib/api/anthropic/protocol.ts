@@ -6,6 +6,7 @@
  * Anthropic has (temperature, top_p, stop_sequences, …) are accepted and
  * ignored, as the reference does.
  */
+import { type ToolChoice, type ToolDef, toolPolicy } from "../../tools/tool.ts";
 import { type ChatMessage, textMessage, type ToolCall } from "../../chat.ts";
 import type { MediaItem } from "../vllm/features.ts";
 import { badRequest } from "../../errors.ts";
@@ -19,25 +20,10 @@ import {
   reqString,
 } from "../../validate.ts";
 
-/** A tool as the request defines it; `input_schema` becomes `parameters`. */
-export interface MessagesTool {
-  name: string;
-  /** "" when absent. */
-  description: string;
-  parameters?: JsonObject;
-}
-
-/**
- * tool_choice in chat's terms: `any` → required, `tool` → a forced
- * function, `none`, and `auto` for everything else (absent included).
- */
-export type MessagesToolChoice = "auto" | "required" | "none" | { name: string };
-
 export interface MessagesRequest extends GenerationParams {
   messages: ChatMessage[];
-  /** undefined when the request has no `tools`. */
-  tools?: MessagesTool[];
-  toolChoice: MessagesToolChoice;
+  /** The tools as defined (`input_schema` becomes `parameters`); undefined when absent. */
+  toolDefs?: ToolDef[];
 }
 
 export function parseMessagesRequest(body: unknown): MessagesRequest {
@@ -59,7 +45,8 @@ export function parseMessagesRequest(body: unknown): MessagesRequest {
   }
   const maxTokens = optInt(body, "max_tokens", 1);
   if (maxTokens === undefined) throw badRequest("max_tokens is required", "max_tokens");
-  return {
+  const toolDefs = parseTools(body.tools);
+  const req: MessagesRequest = {
     model,
     stream,
     includeUsage: false,
@@ -69,9 +56,11 @@ export function parseMessagesRequest(body: unknown): MessagesRequest {
     ignoreEos: optBool(body, "ignore_eos") ?? false,
     n: 1,
     messages,
-    tools: parseTools(body.tools),
-    toolChoice: parseToolChoice(body.tool_choice),
+    toolDefs,
   };
+  const policy = toolPolicy(toolDefs, parseToolChoice(body.tool_choice));
+  if (policy) req.tools = policy;
+  return req;
 }
 
 function systemMessage(text: string): ChatMessage {
@@ -235,10 +224,10 @@ function toolResult(b: JsonObject, where: string): ChatMessage {
 }
 
 /** `tools`: `{name, description, input_schema}` each. */
-function parseTools(raw: unknown): MessagesTool[] | undefined {
+function parseTools(raw: unknown): ToolDef[] | undefined {
   if (raw === undefined || raw === null) return undefined;
   if (!Array.isArray(raw)) throw badRequest("'tools' must be an array.", "tools");
-  return raw.map((t, i): MessagesTool => {
+  return raw.map((t, i): ToolDef => {
     const where = `tools[${i}]`;
     if (!isObject(t)) throw badRequest(`${where} must be an object.`, "tools");
     if (typeof t.name !== "string" || t.name === "") {
@@ -252,14 +241,15 @@ function parseTools(raw: unknown): MessagesTool[] | undefined {
     if (schema !== undefined && schema !== null && !isObject(schema)) {
       throw badRequest(`${where}.input_schema must be an object.`, "tools");
     }
-    const tool: MessagesTool = { name: t.name, description };
-    if (isObject(schema)) tool.parameters = schema;
-    return tool;
+    return { name: t.name, description, parameters: isObject(schema) ? schema : null };
   });
 }
 
-/** `tool_choice`: `{type: auto | any | tool (with name) | none}`. */
-function parseToolChoice(raw: unknown): MessagesToolChoice {
+/**
+ * `tool_choice` in chat's terms: `{type:"any"}` → required, `{type:"tool",
+ * name}` → a forced function, `none`, and auto for everything else.
+ */
+function parseToolChoice(raw: unknown): ToolChoice {
   if (raw === undefined || raw === null) return "auto";
   if (!isObject(raw)) throw badRequest("'tool_choice' must be an object.", "tool_choice");
   const { type, name } = raw;

@@ -4,19 +4,23 @@
  * frames. Frames are written from fixed prefixes, so a token costs one
  * string concatenation; tests/golden_test.ts pins the bytes.
  */
-import { chatPrompt } from "../../chat.ts";
+import { type ChatInputOptions, conversationInput } from "../../chat.ts";
 import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
-import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
+import type { Admitted, PendingInput } from "../../serving/pipeline.ts";
+import { chatLogprob, chatLogprobs } from "../../serving/logprobs.ts";
+import type { GeneratedCall } from "../../tools/calls.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
 import type { ChatRequest } from "./protocol.ts";
 
-export function chatInput(body: ChatRequest, tokenizer: Tokenizer, withIds = false): PendingInput {
-  return generationInput(body, [
-    chatPrompt(body.messages, tokenizer, undefined, { tools: body.tools }, withIds),
-  ]);
+export function chatInput(
+  body: ChatRequest,
+  tokenizer: Tokenizer,
+  opts: ChatInputOptions,
+): PendingInput {
+  return conversationInput(body, body.messages, body.toolDefs, tokenizer, opts);
 }
 
 export function chatId(meta: AnswerMeta): string {
@@ -31,10 +35,19 @@ export function chatResponse(
   answer: CompletedAnswer,
 ): string {
   let choices = "";
+  const k = body.logprobs;
   for (const c of answer.choices) {
-    choices += `${c.index === 0 ? "" : ","}{"index":${c.index},"message":{"role":"assistant",` +
-      `"content":${jsonString(c.text, c.jsonSafe)},"tool_calls":[]},"logprobs":null,` +
-      `"finish_reason":"${c.finish}","stop_reason":${stopReasonText(c.stopReason)}}`;
+    // Tool calls leave `content` out; logprobs only for a text that has tokens.
+    const message = c.calls
+      ? `{"role":"assistant","tool_calls":[${c.calls.map(callJson).join(",")}]}`
+      : `{"role":"assistant","content":${jsonString(c.text, c.jsonSafe)},"tool_calls":[]}`;
+    const logprobs = k !== undefined && c.pieces?.some((t) => t !== "")
+      ? chatLogprobs(c.pieces, 0, k)
+      : "null";
+    choices += `${c.index === 0 ? "" : ","}{"index":${c.index},"message":${message},` +
+      `"logprobs":${logprobs},"finish_reason":"${c.finish}","stop_reason":${
+        stopReasonText(c.stopReason)
+      }}`;
   }
   return `{"id":${
     JSON.stringify(chatId(meta))
@@ -62,13 +75,35 @@ export function chatEncoder(meta: AnswerMeta, body: ChatRequest): OutputEncoder 
   const prefix = (index: number) =>
     prefixes[index] ??= `${head}{"index":${index},"delta":{"content":`;
   const plainTail = "}" + tail(null, nullUsage);
+  const top = body.logprobs;
+  // With logprobs each token's frame carries its entry (none for an empty token).
+  const lpTail = (text: string, k: number, finish: FinishReason | null, usage: string) =>
+    `},"logprobs":${
+      text === "" ? "null" : `{"content":[${chatLogprob(text, k, top!)}]}`
+    },"finish_reason":${finish === null ? "null" : `"${finish}"`}}]${usage}}\n\n`;
   return {
     start: () => "",
     token(index, text, k, finish, usage) {
       const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
       const role = k === 0 ? frame(index, `{"role":"assistant","content":""}`, null, u) : "";
-      const rest = finish === null && usage === null ? plainTail : "}" + tail(finish, u);
+      const rest = top !== undefined
+        ? lpTail(text, k, finish, u)
+        : finish === null && usage === null
+        ? plainTail
+        : "}" + tail(finish, u);
       return role + prefix(index) + JSON.stringify(text) + rest;
+    },
+    toolStart: (index) => frame(index, `{"role":"assistant"}`, null, nullUsage),
+    // The reference: a frame per argument token, the name on a call's first
+    // piece, finish_reason on the last piece of every call.
+    toolPiece(index, calls, c, piece, _finish, usage) {
+      const call = calls[c];
+      const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
+      const name = piece === 0 ? JSON.stringify(call.name) : "null";
+      const delta = `{"tool_calls":[{"function":{"name":${name},"arguments":${
+        JSON.stringify(call.pieces[piece])
+      }},"id":"${TOOL_ID}${call.digits}","type":"function","index":${c}}]}`;
+      return frame(index, delta, piece === call.pieces.length - 1 ? "tool_calls" : null, u);
     },
     // A choice with tokens ended in its last token's frame.
     // (a cache_threshold answer has no role chunk: an empty delta, api.md).
@@ -81,4 +116,13 @@ export function chatEncoder(meta: AnswerMeta, body: ChatRequest): OutputEncoder 
       ),
     end: (u) => (body.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,
   };
+}
+
+const TOOL_ID = "chatcmpl-tool-";
+
+/** A call in a chat message: `{function:{name, arguments}, id, type, index}`. */
+function callJson(call: GeneratedCall, index: number): string {
+  return `{"function":{"name":${JSON.stringify(call.name)},"arguments":${
+    JSON.stringify(call.arguments)
+  }},"id":"${TOOL_ID}${call.digits}","type":"function","index":${index}}`;
 }

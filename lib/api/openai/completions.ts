@@ -8,7 +8,8 @@ import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import type { PromptInput } from "../../serving/params.ts";
 import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
 import type { Encoding, Tokenizer } from "../../tokenizer.ts";
-import { type AnswerMeta, SSE_DONE, stopReasonText, usageJson, usageText } from "./common.ts";
+import { byteLength, completionLogprobs } from "../../serving/logprobs.ts";
+import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
 import type { CompletionRequest, Prompt } from "./protocol.ts";
 
 function promptText(p: Prompt): string {
@@ -57,22 +58,22 @@ export function completionResponse(
   admitted: Admitted,
   answer: CompletedAnswer,
 ): string {
-  return JSON.stringify({
-    id: completionId(meta),
-    object: "text_completion",
-    created: meta.created,
-    model: body.model,
-    choices: answer.choices.map((c) => ({
-      index: c.index,
-      text: (body.echo ? promptText(body.prompts[Math.floor(c.index / body.n)]) : "") + c.text,
-      logprobs: null,
-      finish_reason: c.finish,
-      stop_reason: c.stopReason,
-      prompt_logprobs: null,
-    })),
-    usage: usageJson(answer.usage),
-    kv_transfer_params: admitted.plans[0]?.kvTransferOut ?? null,
+  const k = body.logprobs;
+  const choices = answer.choices.map((c) => {
+    const text = (body.echo ? promptText(body.prompts[Math.floor(c.index / body.n)]) : "") +
+      c.text;
+    const logprobs = k !== undefined && c.pieces?.some((t) => t !== "")
+      ? completionLogprobs(c.pieces, 0, 0, k)
+      : "null";
+    return `{"index":${c.index},"text":${JSON.stringify(text)},"logprobs":${logprobs},` +
+      `"finish_reason":${JSON.stringify(c.finish)},"stop_reason":${
+        stopReasonText(c.stopReason)
+      },"prompt_logprobs":null}`;
   });
+  return `{"id":${JSON.stringify(completionId(meta))},"object":"text_completion",` +
+    `"created":${meta.created},"model":${JSON.stringify(body.model)},` +
+    `"choices":[${choices.join(",")}],"usage":${usageText(answer.usage)},` +
+    `"kv_transfer_params":${JSON.stringify(admitted.plans[0]?.kvTransferOut ?? null)}}`;
 }
 
 export function completionEncoder(
@@ -88,14 +89,30 @@ export function completionEncoder(
   // the usual suffix (no finish reason, no usage) are built once per answer.
   const prefixes: string[] = [];
   const prefix = (index: number) => prefixes[index] ??= `${head}{"index":${index},"text":`;
-  const tail = (index: number, finish: FinishReason | null, usage: string) =>
-    `,"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`},"stop_reason":${
+  const tail = (index: number, finish: FinishReason | null, usage: string, lp = "null") =>
+    `,"logprobs":${lp},"finish_reason":${finish === null ? "null" : `"${finish}"`},"stop_reason":${
       finish === null ? "null" : stopReasonText(stopReasonOf(admitted, body.n, index))
     }}]${usage}}\n\n`;
   const plainTail = tail(0, null, nullUsage);
   const frame = (index: number, text: string, finish: FinishReason | null, usage: string) =>
     prefix(index) + JSON.stringify(text) +
     (finish === null && usage === nullUsage ? plainTail : tail(index, finish, usage));
+  const top = body.logprobs;
+  // With logprobs: each token's entry, at its running byte offset in the answer.
+  const offsets: number[] = [];
+  const lpFrame = (
+    index: number,
+    text: string,
+    k: number,
+    finish: FinishReason | null,
+    u: string,
+  ) => {
+    const at = k === 0 ? 0 : offsets[index];
+    offsets[index] = at + byteLength(text);
+    const lp = text === "" ? "null" : completionLogprobs([text], k, at, top!);
+    return prefix(index) + JSON.stringify(k === 0 ? echoOf(index) + text : text) +
+      tail(index, finish, u, lp);
+  };
   // With echo, the prompt is sent ahead of the first generated token.
   const echoOf = (index: number) =>
     body.echo ? promptText(body.prompts[Math.floor(index / body.n)]) : "";
@@ -103,6 +120,7 @@ export function completionEncoder(
     start: () => "",
     token(index, text, k, finish, usage) {
       const u = usage ? `,"usage":${usageText(usage)}` : nullUsage;
+      if (top !== undefined) return lpFrame(index, text, k, finish, u);
       return frame(index, k === 0 ? echoOf(index) + text : text, finish, u);
     },
     choiceEnd: (index, finish, tokens) =>

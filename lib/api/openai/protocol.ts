@@ -4,6 +4,8 @@
  * field. Unknown fields are ignored, as vLLM does.
  */
 import type { ChatMessage, ToolCall } from "../../chat.ts";
+import { MAX_LOGPROBS } from "../../serving/logprobs.ts";
+import { parseChatTools, parseToolChoice, type ToolDef, toolPolicy } from "../../tools/tool.ts";
 import type { MediaItem } from "../vllm/features.ts";
 import { badRequest } from "../../errors.ts";
 import type {
@@ -26,8 +28,8 @@ import {
 
 export interface ChatRequest extends GenerationParams {
   messages: ChatMessage[];
-  /** The `tools` entries that are objects, as sent (a chat template renders them). */
-  tools?: JsonObject[];
+  /** The function tools, as sent (a chat template renders them, the validation checks them). */
+  toolDefs?: ToolDef[];
 }
 
 export type Prompt = { text: string } | { ids: number[] };
@@ -290,8 +292,34 @@ export function parseMessages(raw: unknown): ChatMessage[] {
 export function parseChatRequest(body: unknown): ChatRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
   const common = parseCommon(body, ["max_completion_tokens", "max_tokens"]);
-  const tools = Array.isArray(body.tools) ? body.tools.filter(isObject) : undefined;
-  return { ...common, messages: parseMessages(body.messages), tools };
+  const toolDefs = parseChatTools(body.tools);
+  const req: ChatRequest = { ...common, messages: parseMessages(body.messages), toolDefs };
+  const policy = toolPolicy(toolDefs, parseToolChoice(body.tool_choice));
+  if (policy) req.tools = policy;
+  if (optBool(body, "logprobs") === true) {
+    req.logprobs = topLogprobs(body, "top_logprobs") ?? 1;
+  } else topLogprobs(body, "top_logprobs"); // checked even when unused, as vLLM does
+  return req;
+}
+
+/**
+ * A count of top logprobs (chat and Responses `top_logprobs`, completions
+ * `logprobs`): an integer from 0 to vLLM's max_logprobs (20).
+ */
+export function topLogprobs(o: JsonObject, key: string): number | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) {
+    throw badRequest(`'${key}' must be an integer.`, key);
+  }
+  if (v < 0) throw badRequest(`\`${key}\` must be a non-negative value, got ${v}.`, key);
+  if (v > MAX_LOGPROBS) {
+    throw badRequest(
+      `Requested sample logprobs of ${v}, which is greater than max allowed: ${MAX_LOGPROBS}`,
+      key,
+    );
+  }
+  return v;
 }
 
 export function parsePrompts(raw: unknown): Prompt[] {
@@ -341,6 +369,9 @@ export function parsePrompts(raw: unknown): Prompt[] {
 export function parseCompletionRequest(body: unknown, maxPrompts = Infinity): CompletionRequest {
   if (!isObject(body)) throw badRequest("The request body must be a JSON object.");
   const common = parseCommon(body, ["max_tokens"]);
+  // Only k > 0 gives logprobs (the reference's rule).
+  const k = topLogprobs(body, "logprobs");
+  if (k !== undefined && k > 0) common.logprobs = k;
   const raw = body.prompt;
   if (Array.isArray(raw) && raw.length > maxPrompts && !raw.every((p) => typeof p === "number")) {
     throw badRequest(

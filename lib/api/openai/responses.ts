@@ -7,12 +7,19 @@
  * not written. tests/responses_test.ts pins the bytes. With
  * --use-vllm-responses-format, responses_vllm.ts writes vLLM's bytes instead.
  */
-import { type ChatMessage, chatPrompt, functionTool, textMessage } from "../../chat.ts";
+import {
+  type ChatInputOptions,
+  type ChatMessage,
+  conversationInput,
+  textMessage,
+} from "../../chat.ts";
 import type { MediaItem } from "../vllm/features.ts";
 import type { CompletedAnswer, OutputEncoder, UsageCounts } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
-import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
+import type { Admitted, PendingInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
+import { responsesLogprob, responsesLogprobs } from "../../serving/logprobs.ts";
+import type { GeneratedCall } from "../../tools/calls.ts";
 import type { AnswerMeta } from "./common.ts";
 import type { ResponsesItem, ResponsesPart, ResponsesRequest } from "./responses_protocol.ts";
 import { vllmResponsesEncoder, vllmResponsesResponse } from "./responses_vllm.ts";
@@ -80,15 +87,13 @@ export function echoText(items: readonly ResponsesItem[]): string {
 export function responsesInput(
   body: ResponsesRequest,
   tokenizer: Tokenizer,
-  withIds = false,
+  opts: ChatInputOptions,
 ): PendingInput {
-  const tools = body.tools.map((t) => functionTool(t.name, t.description, t.parameters));
   const messages = itemsToMessages(body.input);
-  return generationInput(body, [
-    chatPrompt(messages, tokenizer, echoText(body.input), {
-      tools: tools.length ? tools : undefined,
-    }, withIds),
-  ]);
+  return conversationInput(body, messages, body.toolDefs, tokenizer, {
+    ...opts,
+    echoText: echoText(body.input),
+  });
 }
 
 /** The displayed model: the adapter's name, else the first served name. */
@@ -106,11 +111,22 @@ function usageText(u: UsageCounts): string {
   return `{${fields.join(",")}}`;
 }
 
-/** An output_text part: `text` is left out when empty. */
-function partText(text: string, safe: boolean): string {
+/**
+ * An output_text part: `text` is left out when empty; `logprobs` (JSON
+ * text) only when the request asked for them.
+ */
+function partText(text: string, safe: boolean, logprobs?: string): string {
+  const lp = logprobs === undefined ? "" : `,"logprobs":${logprobs}`;
   return text === ""
-    ? `{"type":"output_text"}`
-    : `{"type":"output_text","text":${jsonString(text, safe)}}`;
+    ? `{"type":"output_text"${lp}}`
+    : `{"type":"output_text","text":${jsonString(text, safe)}${lp}}`;
+}
+
+/** A function_call item (`arguments` left out while in progress, as the reference does). */
+function callItem(call: GeneratedCall, status: string, withArguments: boolean): string {
+  const args = withArguments ? `,"arguments":${JSON.stringify(call.arguments)}` : "";
+  return `{"type":"function_call","id":"fc_${call.digits}","call_id":"call_${call.digits}",` +
+    `"name":${JSON.stringify(call.name)}${args},"status":"${status}"}`;
 }
 
 /** The assistant message item; `id` is JSON text, or "" for none. */
@@ -145,8 +161,15 @@ export function responsesResponse(
   if (body.vllm) return vllmResponsesResponse(meta, body, admitted, answer, body.vllm);
   const { head, instructions } = responseParts(meta, body, admitted);
   const c = answer.choices[0];
-  const item = messageItem("", "completed", partText(c.text, c.jsonSafe));
-  return `${head}"completed"${instructions},"output":[${item}],${TEXT_FORMAT},"usage":${
+  const k = body.logprobs;
+  const output = c.calls
+    ? c.calls.map((call) => callItem(call, "completed", true)).join(",")
+    : messageItem(
+      "",
+      "completed",
+      partText(c.text, c.jsonSafe, k === undefined ? k : responsesLogprobs(c.pieces ?? [], 0, k)),
+    );
+  return `${head}"completed"${instructions},"output":[${output}],${TEXT_FORMAT},"usage":${
     usageText(answer.usage)
   }}`;
 }
@@ -176,26 +199,64 @@ export function responsesEncoder(
   let text = "";
   /** The finished item, written once in choiceEnd and again in response.completed. */
   let done = "";
+  const k = body.logprobs;
+  // With logprobs: `[]` on the opened part and output_text.done, `null` on the
+  // done part and item, each delta's entry, and the whole list at the end.
+  const lpOpen = k === undefined ? undefined : "[]";
+  const lpDone = k === undefined ? undefined : "null";
+  let lpAll = "";
   const open = () =>
     event(
       "response.output_item.added",
       `"item":${messageItem(itemId, "in_progress", "")}`,
-    ) + event("response.content_part.added", `${itemRef},"part":{"type":"output_text"}`);
+    ) + event("response.content_part.added", `${itemRef},"part":${partText("", safe, lpOpen)}`);
   const inProgress = `"response":${head}"in_progress"${instructions},${TEXT_FORMAT}}`;
+  let callsDone = "";
   return {
     start: () => event("response.created", inProgress) + event("response.in_progress", inProgress),
-    token(_index, piece, k) {
+    token(_index, piece, pos) {
       text += piece;
-      const opened = k === 0 ? open() : "";
+      const opened = pos === 0 ? open() : "";
+      let lp = "";
+      if (k !== undefined) {
+        const entry = piece === "" ? "" : responsesLogprob(piece, pos, k);
+        if (entry !== "") lpAll += (lpAll === "" ? "" : ",") + entry;
+        lp = `,"logprobs":${entry === "" ? "null" : `[${entry}]`}`;
+      }
       // An empty piece has no `delta` key (omitempty), like the reference.
       return opened +
         (piece === ""
-          ? event("response.output_text.delta", itemRef)
-          : deltaPrefix + jsonString(piece, safe) + "}\n\n");
+          ? event("response.output_text.delta", itemRef + lp)
+          : deltaPrefix + jsonString(piece, safe) + lp + "}\n\n");
     },
-    choiceEnd(_index, _finish, tokens) {
-      const part = partText(text, safe);
-      const doneText = text === "" ? "" : `,"text":${jsonString(text, safe)}`;
+    toolPiece(_index, calls, c, piece) {
+      const call = calls[c];
+      const added = piece === 0
+        ? event("response.output_item.added", `"item":${callItem(call, "in_progress", false)}`)
+        : "";
+      return added + event(
+        "response.function_call_arguments.delta",
+        `"item_id":"fc_${call.digits}","delta":${JSON.stringify(call.pieces[piece])}`,
+      );
+    },
+    choiceEnd(index, _finish, tokens) {
+      const calls = admitted.plans[0].calls?.[index];
+      if (calls) {
+        let out = "";
+        for (const call of calls) {
+          out += event(
+            "response.function_call_arguments.done",
+            `"item_id":"fc_${call.digits}","name":${JSON.stringify(call.name)},"arguments":${
+              JSON.stringify(call.arguments)
+            }`,
+          ) + event("response.output_item.done", `"item":${callItem(call, "completed", true)}`);
+        }
+        callsDone = calls.map((call) => callItem(call, "completed", true)).join(",");
+        return out;
+      }
+      const part = partText(text, safe, lpDone);
+      const doneText = (text === "" ? "" : `,"text":${jsonString(text, safe)}`) +
+        (k === undefined ? "" : `,"logprobs":[]`);
       done = messageItem(itemId, "completed", part);
       return (tokens === 0 ? open() : "") +
         event("response.output_text.done", itemRef + doneText) +
@@ -203,7 +264,13 @@ export function responsesEncoder(
         event("response.output_item.done", `"item":${done}`);
     },
     end(u) {
-      done ||= messageItem(itemId, "completed", partText(text, safe));
+      // The completed item carries every token's logprobs (none: no key).
+      const final = messageItem(
+        itemId,
+        "completed",
+        partText(text, safe, k === undefined || lpAll === "" ? undefined : `[${lpAll}]`),
+      );
+      done = callsDone || final;
       return event(
         "response.completed",
         `"response":${head}"completed"${instructions},"output":[${done}],${TEXT_FORMAT},` +

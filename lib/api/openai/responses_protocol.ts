@@ -5,18 +5,18 @@
  * and parse request body, …"); unknown fields are ignored.
  */
 import type { Config } from "../../config.ts";
+import { parseToolChoice, type ToolDef, type ToolPolicy, toolPolicy } from "../../tools/tool.ts";
 import { badRequest } from "../../errors.ts";
 import type { GenerationParams } from "../../serving/params.ts";
 import {
   isObject,
   type Json,
   type JsonObject,
-  optInt,
   optNumber,
   optObject,
   optString,
 } from "../../validate.ts";
-import { parseCommon } from "./protocol.ts";
+import { parseCommon, topLogprobs } from "./protocol.ts";
 
 /** A content part of a message item; `output_text` and type `""` are read as text. */
 export type ResponsesPart =
@@ -38,21 +38,15 @@ export type ResponsesItem =
   | { type: "function_call_output"; callId: string; output: string };
 
 /** A function tool, normalised from the flat or the chat shape. */
-export interface ResponsesTool {
-  name: string;
-  description: string;
-  parameters: JsonObject | null;
-}
+export type ResponsesTool = ToolDef;
 
 export interface ResponsesRequest extends GenerationParams {
   input: ResponsesItem[];
   /** Echoed in the answer when non-empty; never tokenized. */
   instructions: string;
-  tools: ResponsesTool[];
-  /** `tool_choice` as sent (tools-and-logprobs.md reads it). */
+  toolDefs: ResponsesTool[];
+  /** `tool_choice` as sent (vLLM's answer echoes it). */
   toolChoice: Json | undefined;
-  /** Top logprobs k when `include` asks for output_text logprobs, else null. */
-  logprobs: number | null;
   /** The displayed name of a base-model request: the first served name. */
   baseModel: string;
   /** Set with --use-vllm-responses-format: the answer is written in vLLM's shape. */
@@ -227,16 +221,16 @@ export function parseTools(raw: Json | undefined): ResponsesTool[] {
 }
 
 /** `include` + `top_logprobs`: k when output_text logprobs are asked for (default 0). */
-function parseLogprobs(o: JsonObject): number | null {
+function parseLogprobs(o: JsonObject): number | undefined {
   const include = o.include;
   if (include !== undefined && include !== null) {
     if (!Array.isArray(include) || !include.every((x) => typeof x === "string")) {
       throw parseError("include must be an array of strings", "include");
     }
   }
-  const k = optInt(o, "top_logprobs", 0);
+  const k = topLogprobs(o, "top_logprobs");
   const wanted = Array.isArray(include) && include.includes("message.output_text.logprobs");
-  return wanted ? k ?? 0 : null;
+  return wanted ? k ?? 0 : undefined;
 }
 
 /**
@@ -270,15 +264,35 @@ export function parseResponsesRequest(body: unknown, cfg: Config): ResponsesRequ
   const common = parseCommon(withoutChatFields(body), ["max_output_tokens"]);
   const text = optObject(body, "text");
   if (text) optObject(text, "format"); // accepted and ignored: the answer is always text
-  return {
+  const req: ResponsesRequest = {
     ...common,
     n: 1,
     input,
     instructions: optString(body, "instructions") ?? "",
-    tools,
+    toolDefs: tools,
     toolChoice: body.tool_choice ?? undefined,
-    logprobs: parseLogprobs(body),
     baseModel: cfg["served-model-name"][0] ?? cfg.model,
     vllm: cfg["use-vllm-responses-format"] ? vllmEcho(body, cfg) : null,
   };
+  const policy = responsesToolPolicy(tools, body.tool_choice ?? undefined, input);
+  if (policy) req.tools = policy;
+  const logprobs = parseLogprobs(body);
+  if (logprobs !== undefined) req.logprobs = logprobs;
+  return req;
+}
+
+/**
+ * At most one call; none once the input holds a tool's output (the agent's
+ * loop ends with a message) or without tools; an omitted or `auto`
+ * tool_choice becomes `required`, so a first tool turn always calls.
+ */
+function responsesToolPolicy(
+  tools: ToolDef[],
+  raw: Json | undefined,
+  input: ResponsesItem[],
+): ToolPolicy | undefined {
+  const choice = parseToolChoice(raw);
+  if (tools.length === 0 || input.some((i) => i.type === "function_call_output")) return undefined;
+  const upgrade = raw === undefined || raw === "auto";
+  return toolPolicy(tools, upgrade ? "required" : choice, 1);
 }

@@ -68,7 +68,7 @@ function responseShape(
     `"object":"response","output":`;
   const c = `,"parallel_tool_calls":${echoed(echo.parallelToolCalls, "true")},` +
     `"temperature":${pyFloat(echo.temperature ?? 1)},` +
-    `"tool_choice":${echoed(body.toolChoice, '"auto"')},"tools":[${body.tools.map(toolText)}],` +
+    `"tool_choice":${echoed(body.toolChoice, '"auto"')},"tools":[${body.toolDefs.map(toolText)}],` +
     `"top_p":${pyFloat(echo.topP ?? 1)},"background":false,"max_output_tokens":${maxOutput},` +
     `"max_tool_calls":${echoed(echo.maxToolCalls, "null")},` +
     `"previous_response_id":${echoed(echo.previousResponseId, "null")},"prompt":null,` +
