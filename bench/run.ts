@@ -9,7 +9,7 @@
  *
  * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
  * --connections <n> (64), --streams <n> idle streams (10000),
- * --only throughput,tokenizer,kv,timing,memory,startup.
+ * --only throughput,tokenizer,kv,tools,timing,memory,startup.
  */
 import { latencyRun, type Stats } from "./latency.ts";
 import { qwenTokenizerDir } from "../tests/fixtures/qwen_tokenizer.ts";
@@ -35,7 +35,9 @@ const DURATION_S = Number(flag("duration", "5"));
 const ROUNDS = Number(flag("rounds", "2"));
 const CONNECTIONS = Number(flag("connections", "64"));
 const IDLE_STREAMS = Number(flag("streams", "10000"));
-const ONLY = new Set(flag("only", "throughput,tokenizer,kv,timing,memory,startup").split(","));
+const ONLY = new Set(
+  flag("only", "throughput,tokenizer,kv,tools,timing,memory,startup").split(","),
+);
 
 // ---------------------------------------------------------------------------
 // Subprocess helpers.
@@ -516,6 +518,76 @@ async function kvThroughput(gen: LoadGenerator): Promise<void> {
   }
 }
 
+/**
+ * Tool calls and logprobs on the request path: on one server, interleaved
+ * rounds of the same chat request plain, with a tool it must call (the
+ * arguments drawn from the schema, ajv's check of the definition) and with
+ * five top logprobs per token.
+ */
+async function toolsThroughput(gen: LoadGenerator): Promise<void> {
+  const chat = {
+    model: "m",
+    messages: [{ role: "user", content: "What is the weather in Paris?" }],
+    max_tokens: 20,
+    ignore_eos: true,
+  };
+  const tools = [{
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "Weather in a city",
+      parameters: {
+        type: "object",
+        properties: {
+          city: { type: "string" },
+          unit: { type: "string", enum: ["celsius", "fahrenheit"] },
+          days: { type: "integer", minimum: 1, maximum: 7 },
+        },
+        required: ["city", "days"],
+      },
+    },
+  }];
+  const bodies = [
+    ["plain", JSON.stringify(chat)],
+    ["tools", JSON.stringify({ ...chat, tools, tool_choice: "required" })],
+    ["logprobs", JSON.stringify({ ...chat, logprobs: true, top_logprobs: 5 })],
+  ] as const;
+  const port = freePort();
+  const sim = startSimulator(port, ["--max-num-seqs", "1024"]);
+  try {
+    await waitFor(`http://${HOST}:${port}/health`);
+    const best = new Map<string, number>();
+    for (const [, body] of bodies) await gen.run(port, body); // warm-up
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, body] of bodies) {
+        const r = await gen.run(port, body);
+        console.error(`  tools ${name} round ${round + 1}: ${fmt(r.rps)} req/s`);
+        if (r.errors > 0) notes.push(`tools ${name}: ${r.errors} errors`);
+        best.set(name, Math.max(best.get(name) ?? 0, r.rps));
+      }
+    }
+    const plain = best.get("plain")!;
+    for (
+      const [name, what] of [
+        ["tools", "Chat completions/s answering with a required tool call vs a 20-token text"],
+        ["logprobs", "Chat completions/s with logprobs (top 5) vs without, 20 tokens"],
+      ] as const
+    ) {
+      const v = best.get(name)!;
+      rows.push({
+        what,
+        sim: `${fmt(v)} req/s`,
+        baseline: `${fmt(plain)} req/s (plain)`,
+        result: `ratio ${fmt(v / plain, 2)}`,
+        target: "ratio ≥ 0.7",
+        met: v / plain >= 0.7,
+      });
+    }
+  } finally {
+    await sim.stop();
+  }
+}
+
 /** Token timing: bench/latency.ts, judged on its 1 000-stream row. */
 async function timing(): Promise<void> {
   const what = "Token-arrival error p50 / p99, drift (1 000 streams, TTFT 100 ms, ITL 20 ms)";
@@ -680,7 +752,8 @@ async function machine(): Promise<string> {
 }
 
 const began = performance.now();
-const gen = ONLY.has("throughput") || ONLY.has("tokenizer") || ONLY.has("kv")
+const gen = ONLY.has("throughput") || ONLY.has("tokenizer") || ONLY.has("kv") ||
+    ONLY.has("tools")
   ? (await wrkGenerator()) ?? denoGenerator()
   : null;
 if (gen && ONLY.has("throughput")) {
@@ -690,6 +763,10 @@ if (gen && ONLY.has("throughput")) {
 if (gen && ONLY.has("kv")) {
   console.error(`kv cache (${gen.name}, ${ROUNDS} rounds, best kept) …`);
   await kvThroughput(gen);
+}
+if (gen && ONLY.has("tools")) {
+  console.error(`tools and logprobs (${gen.name}, ${ROUNDS} rounds, best kept) …`);
+  await toolsThroughput(gen);
 }
 if (gen && ONLY.has("tokenizer")) {
   console.error(`tokenizer (${gen.name}, ${ROUNDS} rounds, best kept) …`);

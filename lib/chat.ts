@@ -8,6 +8,7 @@ import { featuresOf, type MediaItem, mmItems } from "./api/vllm/features.ts";
 import type { GenerationParams, PromptInput } from "./serving/params.ts";
 import { generationInput, type PendingInput, validatedInput } from "./serving/pipeline.ts";
 import { templateTool, type ToolDef } from "./tools/tool.ts";
+import type { ToolCheckCache } from "./tools/checks.ts";
 import type { ChatOptions, Encoding, Tokenizer } from "./tokenizer.ts";
 
 export interface ToolCall {
@@ -87,6 +88,8 @@ export interface ChatInputOptions {
   skipToolValidation: boolean;
   /** What echo mode answers (default: the last user message). */
   echoText?: string;
+  /** The pod's memo of tool-list checks. */
+  toolChecks?: ToolCheckCache;
 }
 
 /**
@@ -105,5 +108,5 @@ export function conversationInput(
     return generationInput(params, [
       chatPrompt(messages, tokenizer, opts.echoText, { tools }, opts.withIds),
     ]);
-  });
+  }, opts.toolChecks);
 }

@@ -789,11 +789,14 @@ function generate(raw: unknown, ctx: Ctx, depth: number, top: boolean): unknown 
   if (depth > MAX_DEPTH) return candidateKinds(s)[0] === "object" ? {} : null;
   if (++ctx.used > HARD_BUDGET) return null;
   if (hasCombinator(s)) return generateCombined(s, ctx, depth, top);
-  if ("const" in s) return structuredClone(s.const);
+  if ("const" in s) return copy(s.const);
   const choices = enumChoices(s, depth, ctx);
-  if (choices !== null) return structuredClone(ctx.rng.pick(choices));
+  if (choices !== null) return copy(ctx.rng.pick(choices));
   return generateKind(s, chooseKind(s), ctx, depth, top);
 }
+
+/** A value of the schema's own, to hand out (structuredClone costs a microsecond even on a string). */
+const copy = (v: unknown): unknown => typeof v === "object" && v !== null ? structuredClone(v) : v;
 
 /** The enum values that also meet the rest of the schema (all of them when none do). */
 function enumChoices(s: Schema, depth: number, work: Work): unknown[] | null {
@@ -1028,43 +1031,30 @@ function fitPropertyCount(
  * writes invalid UTF-8 so). Non-finite numbers, which Go refuses, become null.
  */
 export function goJson(value: unknown): string {
-  const out: string[] = [];
-  writeJson(value, out);
-  return out.join("");
-}
-
-function writeJson(v: unknown, out: string[]): void {
-  if (typeof v === "string") out.push(goQuote(v));
-  else if (typeof v === "number") out.push(goNumber(v));
-  else if (typeof v === "boolean" || typeof v === "bigint") out.push(String(v));
-  else if (Array.isArray(v)) writeArray(v, out);
-  else if (isObject(v)) writeObject(v, out);
-  else out.push("null");
+  if (typeof value === "string") return goQuote(value);
+  if (typeof value === "number") return goNumber(value);
+  if (typeof value === "boolean" || typeof value === "bigint") return String(value);
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? "," : "") + goJson(value[i]);
+    return out + "]";
+  }
+  if (isObject(value)) {
+    const keys = Object.keys(value).filter((k) => value[k] !== undefined);
+    if (keys.length > 1) keys.sort(compareUtf8);
+    let out = "{";
+    for (let i = 0; i < keys.length; i++) {
+      out += (i > 0 ? "," : "") + goQuote(keys[i]) + ":" + goJson(value[keys[i]]);
+    }
+    return out + "}";
+  }
+  return "null";
 }
 
 /** Go's float64 text matches JavaScript's shortest form, except that Go keeps -0. */
 function goNumber(n: number): string {
   if (!Number.isFinite(n)) return "null";
   return Object.is(n, -0) ? "-0" : JSON.stringify(n);
-}
-
-function writeArray(v: unknown[], out: string[]): void {
-  out.push("[");
-  v.forEach((item, i) => {
-    if (i > 0) out.push(",");
-    writeJson(item, out);
-  });
-  out.push("]");
-}
-
-function writeObject(v: Schema, out: string[]): void {
-  const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort(compareUtf8);
-  out.push("{");
-  keys.forEach((key, i) => {
-    out.push(i > 0 ? "," : "", goQuote(key), ":");
-    writeJson(v[key], out);
-  });
-  out.push("}");
 }
 
 /**
@@ -1096,7 +1086,12 @@ const SHORT_ESCAPES: Record<number, string> = {
   0x09: "\\t",
 };
 
+/** Characters where Go's escaping differs from JSON.stringify's. */
+const GO_SPECIAL = /[<>&\u2028\u2029\ud800-\udfff]/;
+
 function goQuote(text: string): string {
+  // Elsewhere both write the same escapes (\b \f \n \r \t, \u00xx for the other controls).
+  if (!GO_SPECIAL.test(text)) return JSON.stringify(text);
   let out = '"';
   let start = 0;
   for (let i = 0; i < text.length; i++) {

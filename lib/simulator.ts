@@ -15,6 +15,8 @@ import type { Tokenizer } from "./tokenizer.ts";
 import { KvCache } from "./kv/kv_cache.ts";
 import type { KvEvent } from "./kv/block_manager.ts";
 import { BuiltinTokenizer } from "./tokenizer/builtin.ts";
+import { ToolCheckCache } from "./tools/checks.ts";
+import { LogprobMemo } from "./serving/logprobs.ts";
 
 /** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
 export interface SleepHook {
@@ -43,6 +45,10 @@ export class Simulator {
   devMode = false;
   /** Requests held open by `timeout` failures. */
   readonly held = new HeldRequests();
+  /** The tool lists this pod has checked (agents repeat theirs). */
+  readonly toolChecks = new ToolCheckCache();
+  /** Logprob entries written for this pod's answers (they repeat). */
+  readonly logprobMemo = new LogprobMemo();
   /** Run on /sleep and /wake_up (e.g. the KV cache clears and re-enables itself). */
   readonly sleepHooks: SleepHook[] = [];
   /** The prefix cache, with --enable-kvcache (none in --mm-encoder-only mode). */

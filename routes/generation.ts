@@ -80,7 +80,11 @@ export async function serveGeneration<B>(
 
 /** How a conversation's input is built on this simulator. */
 export function chatInputOptions(sim: Simulator): ChatInputOptions {
-  return { withIds: sim.kv !== null, skipToolValidation: sim.config["skip-tool-validation"] };
+  return {
+    withIds: sim.kv !== null,
+    skipToolValidation: sim.config["skip-tool-validation"],
+    toolChecks: sim.toolChecks,
+  };
 }
 
 /** Special request headers that steer generation (api.md). */

@@ -13,9 +13,15 @@ export function logprob(pos: number, alt: number): number {
 
 const utf8 = new TextEncoder();
 
-/** The UTF-8 bytes of `s` as a JSON array of ints. */
+/** The UTF-8 bytes of `s` as a JSON array of ints (ASCII without an encoder). */
 export function bytesJson(s: string): string {
-  return `[${utf8.encode(s).join(",")}]`;
+  let out = "[";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return `[${utf8.encode(s).join(",")}]`;
+    out += i === 0 ? c : "," + c;
+  }
+  return out + "]";
 }
 
 /** UTF-8 length of `s`. */
@@ -41,19 +47,40 @@ export function alternative(token: string, j: number): string {
   return `${token}_${j}`;
 }
 
-/** `{"token","logprob","bytes"}` of a token at a rank. */
-function entry(token: string, pos: number, alt: number): string {
-  return `{"token":${JSON.stringify(token)},"logprob":${logprob(pos, alt)},"bytes":${
-    bytesJson(token)
-  }`;
+/** The ASCII codes of "_0".."_9" as JSON array items, for the alternatives' bytes. */
+const DIGIT_BYTES = Array.from({ length: 10 }, (_, d) => `,${48 + d}`);
+
+/**
+ * A token's pieces of JSON, made once and shared by its alternatives: its
+ * quoted text without the closing quote, and its bytes without the closing
+ * bracket (an alternative appends `_j` to both).
+ */
+function parts(token: string): { quoted: string; bytes: string } {
+  const quoted = JSON.stringify(token);
+  return { quoted: quoted.slice(0, -1), bytes: bytesJson(token).slice(0, -1) };
+}
+
+/** `{"token","logprob","bytes"` of the token (alt 0) or its alt-th alternative. */
+function entry(p: { quoted: string; bytes: string }, pos: number, alt: number): string {
+  if (alt === 0) {
+    return `{"token":${p.quoted}","logprob":${logprob(pos, 0)},"bytes":${p.bytes}]`;
+  }
+  let digits = "";
+  let bytes = "";
+  for (const d of String(alt)) {
+    digits += d;
+    bytes += DIGIT_BYTES[d.charCodeAt(0) - 48];
+  }
+  const sep = p.bytes === "[" ? "" : ",";
+  return `{"token":${p.quoted}_${digits}","logprob":${
+    logprob(pos, alt)
+  },"bytes":${p.bytes}${sep}95${bytes}]`;
 }
 
 /** k entries: the token itself, then k − 1 alternatives. */
-function topList(token: string, pos: number, k: number): string {
+function topList(p: { quoted: string; bytes: string }, pos: number, k: number): string {
   let out = "";
-  for (let j = 0; j < k; j++) {
-    out += (j === 0 ? "" : ",") + entry(j === 0 ? token : alternative(token, j), pos, j) + "}";
-  }
+  for (let j = 0; j < k; j++) out += (j === 0 ? "" : ",") + entry(p, pos, j) + "}";
   return `[${out}]`;
 }
 
@@ -62,37 +89,99 @@ function topList(token: string, pos: number, k: number): string {
  * token itself; with k = 0 the key is left out.
  */
 export function chatLogprob(token: string, pos: number, k: number): string {
-  return entry(token, pos, 0) + (k > 0 ? `,"top_logprobs":${topList(token, pos, k)}}` : "}");
+  const p = parts(token);
+  return entry(p, pos, 0) + (k > 0 ? `,"top_logprobs":${topList(p, pos, k)}}` : "}");
 }
 
-/** The entries of a run of tokens from position `from`, comma-separated; empty tokens have none. */
-function entries(
-  tokens: readonly string[],
-  from: number,
-  k: number,
-  write: (token: string, pos: number, k: number) => string,
-): string {
-  let out = "";
-  for (let i = 0; i < tokens.length; i++) {
-    if (tokens[i] === "") continue;
-    out += (out === "" ? "" : ",") + write(tokens[i], from + i, k);
+type EntryWriter = (token: string, pos: number, k: number) => string;
+
+/** Characters of entries a pod remembers (about 16 MB); past it entries are written each time. */
+const MEMO_CHARS = 8 << 20;
+
+/**
+ * A pod's written entries, shared by its answers: an entry depends only on
+ * its family's format, k, the token and its position mod 3, and answers
+ * reuse a small vocabulary, so each distinct entry is written once (the
+ * UTF-8 bytes of k strings, k numbers: ~1.3 µs a token at k = 5).
+ */
+export class LogprobMemo {
+  #chars = 0;
+  readonly #tables = new Map<EntryWriter, Map<string, string>[][]>();
+
+  /** The three position classes' tables of one format at one k. */
+  tables(write: EntryWriter, k: number): Map<string, string>[] {
+    let byK = this.#tables.get(write);
+    if (byK === undefined) this.#tables.set(write, byK = []);
+    return byK[k] ??= [new Map(), new Map(), new Map()];
   }
-  return out;
+
+  /** Whether `chars` more characters may be held (and counts them). */
+  room(chars: number): boolean {
+    if (this.#chars + chars > MEMO_CHARS) return false;
+    this.#chars += chars;
+    return true;
+  }
+}
+
+/** One answer's entries in one format, through the pod's memo (or one of its own). */
+export class LogprobWriter {
+  readonly #tables: Map<string, string>[];
+  readonly #memo: LogprobMemo;
+  constructor(
+    private readonly k: number,
+    private readonly write: EntryWriter,
+    memo: LogprobMemo = new LogprobMemo(),
+  ) {
+    this.#memo = memo;
+    this.#tables = memo.tables(write, k);
+  }
+
+  /** The entry of `token` at position `pos`. */
+  entry(token: string, pos: number): string {
+    const table = this.#tables[pos % 3];
+    let e = table.get(token);
+    if (e === undefined) {
+      e = this.write(token, pos, this.k);
+      if (this.#memo.room(e.length + token.length)) table.set(token, e);
+    }
+    return e;
+  }
+
+  /** The entries of a run of tokens from position `from`, comma-separated; empty tokens have none. */
+  entries(tokens: readonly string[], from: number): string {
+    let out = "";
+    for (let i = 0; i < tokens.length; i++) {
+      if (tokens[i] === "") continue;
+      out += (out === "" ? "" : ",") + this.entry(tokens[i], from + i);
+    }
+    return out;
+  }
 }
 
 /** Chat's `logprobs` object for a run of tokens starting at position `from`. */
-export function chatLogprobs(tokens: readonly string[], from: number, k: number): string {
-  return `{"content":[${entries(tokens, from, k, chatLogprob)}]}`;
+export function chatLogprobs(
+  tokens: readonly string[],
+  from: number,
+  k: number,
+  memo?: LogprobMemo,
+): string {
+  return `{"content":[${new LogprobWriter(k, chatLogprob, memo).entries(tokens, from)}]}`;
 }
 
 /** Responses' entry: `top_logprobs` always present (`[]` for k = 0). */
 export function responsesLogprob(token: string, pos: number, k: number): string {
-  return entry(token, pos, 0) + `,"top_logprobs":${topList(token, pos, k)}}`;
+  const p = parts(token);
+  return entry(p, pos, 0) + `,"top_logprobs":${topList(p, pos, k)}}`;
 }
 
 /** Responses' `logprobs` array for a run of tokens starting at position `from`. */
-export function responsesLogprobs(tokens: readonly string[], from: number, k: number): string {
-  return `[${entries(tokens, from, k, responsesLogprob)}]`;
+export function responsesLogprobs(
+  tokens: readonly string[],
+  from: number,
+  k: number,
+  memo?: LogprobMemo,
+): string {
+  return `[${new LogprobWriter(k, responsesLogprob, memo).entries(tokens, from)}]`;
 }
 
 /**
@@ -105,28 +194,34 @@ export function completionLogprobs(
   from: number,
   offset: number,
   k: number,
+  tops: LogprobWriter = new LogprobWriter(k, completionTop),
 ): string {
   const toks: string[] = [];
   const values: number[] = [];
-  const tops: string[] = [];
+  const maps: string[] = [];
   const offsets: number[] = [];
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
     const pos = from + i;
-    offsets.push(offset);
+    const at = offset;
     offset += byteLength(t);
+    // An empty token has no entry, and no offset either.
     if (t === "") continue;
+    offsets.push(at);
     toks.push(JSON.stringify(t));
     values.push(logprob(pos, 0));
-    const keys: [string, number][] = [[t, logprob(pos, 0)]];
-    for (let j = 1; j < k; j++) keys.push([alternative(t, j), logprob(pos, j)]);
-    keys.sort((a, b) => compareBytes(a[0], b[0]));
-    tops.push(`{${keys.map(([key, v]) => `${JSON.stringify(key)}:${v}`).join(",")}}`);
+    maps.push(tops.entry(t, pos));
   }
-  // An empty token has no entry, and no offset either.
-  const kept = offsets.filter((_, i) => tokens[i] !== "");
   return `{"tokens":[${toks.join(",")}],"token_logprobs":[${values.join(",")}],` +
-    `"top_logprobs":[${tops.join(",")}],"text_offset":[${kept.join(",")}]}`;
+    `"top_logprobs":[${maps.join(",")}],"text_offset":[${offsets.join(",")}]}`;
+}
+
+/** A completions token's top map: the token and k − 1 alternatives, keys in byte order. */
+export function completionTop(t: string, pos: number, k: number): string {
+  const keys: [string, number][] = [[t, logprob(pos, 0)]];
+  for (let j = 1; j < k; j++) keys.push([alternative(t, j), logprob(pos, j)]);
+  keys.sort((a, b) => compareBytes(a[0], b[0]));
+  return `{${keys.map(([key, v]) => `${JSON.stringify(key)}:${v}`).join(",")}}`;
 }
 
 /** UTF-8 byte order (keys of a Go map). */

@@ -16,6 +16,8 @@ import type { GenerationFlags, GenerationParams, PromptInput } from "./params.ts
 import { type GenerationPlan, OutputBudget, planGeneration } from "./plan.ts";
 import { collectPlans, type SignalSource, streamPlans } from "./stream.ts";
 import { checkToolPolicy } from "../tools/calls.ts";
+import type { ToolCheckCache } from "../tools/checks.ts";
+import type { LogprobMemo } from "./logprobs.ts";
 import type { ToolDef } from "../tools/tool.ts";
 import { validateTools } from "../tools/validate.ts";
 
@@ -51,8 +53,9 @@ export function validatedInput(
   tools: readonly ToolDef[] | undefined,
   skip: boolean,
   make: () => PendingInput,
+  memo?: ToolCheckCache,
 ): PendingInput {
-  const checked = tools === undefined || skip ? undefined : validateTools(tools);
+  const checked = tools === undefined || skip ? undefined : validateTools(tools, memo);
   return checked instanceof Promise ? checked.then(make) : make();
 }
 
@@ -60,6 +63,8 @@ export function validatedInput(
 export interface Admitted {
   model: ResolvedModel;
   plans: GenerationPlan[];
+  /** The pod's written logprob entries, shared by its answers. */
+  logprobMemo: LogprobMemo;
 }
 
 /** 503 while sleeping: every generation family checks this first. */
@@ -90,7 +95,7 @@ export function admit(
   if (params.stream && params.kvTransfer?.do_remote_decode === true) {
     throw badRequest("Prefill does not support streaming", "stream");
   }
-  if (params.tools) checkToolPolicy(params.tools, flags.label ?? "request");
+  if (params.tools) checkToolPolicy(params.tools, flags.label ?? "request", sim.toolChecks);
   const sequences = prompts.length * params.n;
   checkSequences(sequences, cfg);
   const budget = new OutputBudget(cfg["max-output-tokens-per-request"], params.maxTokens);
@@ -98,7 +103,7 @@ export function admit(
   if (params.maxTokens !== undefined) budget.take(sequences * params.maxTokens);
   const perPlan = params.maxTokens === undefined ? budget : undefined;
   const plans = prompts.map((p) => planGeneration(sim, params, p, model, flags, perPlan));
-  return { model, plans };
+  return { model, plans, logprobMemo: sim.logprobMemo };
 }
 
 export interface StreamRun {

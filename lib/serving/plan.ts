@@ -109,7 +109,7 @@ export function planGeneration(
   const calls = params.tools && !params.prefillOnly && !flags.forceCacheThreshold
     ? drawCalls(sim, params, rng)
     : undefined;
-  const isText = (j: number) => !calls?.[j];
+  const isText = calls ? (j: number) => !calls[j] : ALL_TEXT;
   for (let i = 0; i < params.n; i++) {
     const mine = calls?.[i];
     if (mine) {
@@ -310,6 +310,9 @@ function kvPrompt(
   }
   return p;
 }
+
+/** Every choice answers with text (no tool calls): no closure per request. */
+const ALL_TEXT = () => true;
 
 /** What json_object answers with: a small object of a known shape. */
 const JSON_OBJECT_SCHEMA = {

@@ -9,6 +9,7 @@ import { badRequest } from "../errors.ts";
 import { goJson, type JsonValueLimits, randomJsonValue, unsatisfiable } from "../json_value.ts";
 import type { Rng } from "../rng.ts";
 import type { Tokenizer } from "../tokenizer.ts";
+import type { ToolCheckCache } from "./checks.ts";
 import type { ToolDef, ToolPolicy } from "./tool.ts";
 
 export interface GeneratedCall {
@@ -70,7 +71,7 @@ export function drawToolCalls(
  * tools, a forced function not in the list, parameters no value satisfies.
  * The same words, as a 400, before anything is queued.
  */
-export function checkToolPolicy(policy: ToolPolicy, label: string): void {
+export function checkToolPolicy(policy: ToolPolicy, label: string, memo?: ToolCheckCache): void {
   const fail = (why: string, param: string) =>
     badRequest(`failed to create response for ${label} ${why}`, param);
   const { tools, choice } = policy;
@@ -81,10 +82,18 @@ export function checkToolPolicy(policy: ToolPolicy, label: string): void {
       "tool_choice",
     );
   }
+  const rec = memo?.of(tools) ?? {};
+  // null means checked and fine: `??=` would check again.
+  if (rec.unsatisfiable === undefined) rec.unsatisfiable = firstUnsatisfiable(tools);
+  if (rec.unsatisfiable !== null) throw fail(rec.unsatisfiable, "tools");
+}
+
+function firstUnsatisfiable(tools: readonly ToolDef[]): string | null {
   for (const t of tools) {
     const problem = t.parameters === null ? null : unsatisfiable(t.parameters);
-    if (problem !== null) throw fail(problem, "tools");
+    if (problem !== null) return problem;
   }
+  return null;
 }
 
 /** The arguments object: `{}` when the tool has no parameters or no properties. */

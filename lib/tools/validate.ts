@@ -7,6 +7,7 @@
  */
 import { badRequest } from "../errors.ts";
 import type { JsonObject } from "../validate.ts";
+import type { ToolCheckCache } from "./checks.ts";
 import type { ToolDef } from "./tool.ts";
 
 type Check = (tool: JsonObject) => string | null;
@@ -32,14 +33,30 @@ function check(): Check | Promise<Check> {
  * Throws the 400 "Tool validation failed: …" for the first tool that breaks
  * the rules; a promise only while ajv is being loaded.
  */
-export function validateTools(tools: readonly ToolDef[]): void | Promise<void> {
+export function validateTools(
+  tools: readonly ToolDef[],
+  memo?: ToolCheckCache,
+): void | Promise<void> {
   if (tools.length === 0) return;
-  const c = check();
-  if (c instanceof Promise) return c.then((fn) => run(fn, tools));
-  run(c, tools);
+  const rec = memo?.of(tools) ?? {};
+  if (rec.invalid === undefined) {
+    const c = check();
+    if (c instanceof Promise) {
+      return c.then((fn) => {
+        rec.invalid = firstProblem(fn, tools);
+        fail(rec.invalid);
+      });
+    }
+    rec.invalid = firstProblem(c, tools);
+  }
+  fail(rec.invalid);
 }
 
-function run(fn: Check, tools: readonly ToolDef[]): void {
+function fail(problem: string | null): void {
+  if (problem !== null) throw badRequest(`Tool validation failed: ${problem}`, "tools");
+}
+
+function firstProblem(fn: Check, tools: readonly ToolDef[]): string | null {
   for (const t of tools) {
     let problem: string | null;
     try {
@@ -49,8 +66,9 @@ function run(fn: Check, tools: readonly ToolDef[]): void {
       if (!(e instanceof RangeError)) throw e;
       problem = "the parameters nest too deeply";
     }
-    if (problem !== null) throw badRequest(`Tool validation failed: ${problem}`, "tools");
+    if (problem !== null) return problem;
   }
+  return null;
 }
 
 /**

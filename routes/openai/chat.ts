@@ -18,7 +18,7 @@ const CHAT: HttpFamily<ChatRequest> = {
   label: "chat completion request",
   parse: (body) => parseChatRequest(body),
   input: (sim, body) => chatInput(body, sim.tokenizer, chatInputOptions(sim)),
-  encoder: (meta, body) => chatEncoder(meta, body),
+  encoder: chatEncoder,
   respond: chatResponse,
 };
 

@@ -9,7 +9,7 @@ import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
 import type { Admitted, PendingInput } from "../../serving/pipeline.ts";
-import { chatLogprob, chatLogprobs } from "../../serving/logprobs.ts";
+import { chatLogprob, chatLogprobs, LogprobWriter } from "../../serving/logprobs.ts";
 import type { GeneratedCall } from "../../tools/calls.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
@@ -42,7 +42,7 @@ export function chatResponse(
       ? `{"role":"assistant","tool_calls":[${c.calls.map(callJson).join(",")}]}`
       : `{"role":"assistant","content":${jsonString(c.text, c.jsonSafe)},"tool_calls":[]}`;
     const logprobs = k !== undefined && c.pieces?.some((t) => t !== "")
-      ? chatLogprobs(c.pieces, 0, k)
+      ? chatLogprobs(c.pieces, 0, k, admitted.logprobMemo)
       : "null";
     choices += `${c.index === 0 ? "" : ","}{"index":${c.index},"message":${message},` +
       `"logprobs":${logprobs},"finish_reason":"${c.finish}","stop_reason":${
@@ -60,7 +60,11 @@ export function chatResponse(
 }
 
 /** chat.completion.chunk frames. */
-export function chatEncoder(meta: AnswerMeta, body: ChatRequest): OutputEncoder {
+export function chatEncoder(
+  meta: AnswerMeta,
+  body: ChatRequest,
+  admitted: Admitted,
+): OutputEncoder {
   const withUsage = body.includeUsage || body.continuousUsage;
   const head = `data: {"id":${JSON.stringify(chatId(meta))},"object":"chat.completion.chunk",` +
     `"created":${meta.created},"model":${JSON.stringify(body.model)},"choices":[`;
@@ -76,11 +80,12 @@ export function chatEncoder(meta: AnswerMeta, body: ChatRequest): OutputEncoder 
     prefixes[index] ??= `${head}{"index":${index},"delta":{"content":`;
   const plainTail = "}" + tail(null, nullUsage);
   const top = body.logprobs;
+  const lp = top === undefined ? null : new LogprobWriter(top, chatLogprob, admitted.logprobMemo);
   // With logprobs each token's frame carries its entry (none for an empty token).
   const lpTail = (text: string, k: number, finish: FinishReason | null, usage: string) =>
-    `},"logprobs":${
-      text === "" ? "null" : `{"content":[${chatLogprob(text, k, top!)}]}`
-    },"finish_reason":${finish === null ? "null" : `"${finish}"`}}]${usage}}\n\n`;
+    `},"logprobs":${text === "" ? "null" : `{"content":[${lp!.entry(text, k)}]}`},"finish_reason":${
+      finish === null ? "null" : `"${finish}"`
+    }}]${usage}}\n\n`;
   return {
     start: () => "",
     token(index, text, k, finish, usage) {

@@ -8,7 +8,12 @@ import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import type { PromptInput } from "../../serving/params.ts";
 import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
 import type { Encoding, Tokenizer } from "../../tokenizer.ts";
-import { byteLength, completionLogprobs } from "../../serving/logprobs.ts";
+import {
+  byteLength,
+  completionLogprobs,
+  completionTop,
+  LogprobWriter,
+} from "../../serving/logprobs.ts";
 import { type AnswerMeta, SSE_DONE, stopReasonText, usageText } from "./common.ts";
 import type { CompletionRequest, Prompt } from "./protocol.ts";
 
@@ -63,7 +68,13 @@ export function completionResponse(
     const text = (body.echo ? promptText(body.prompts[Math.floor(c.index / body.n)]) : "") +
       c.text;
     const logprobs = k !== undefined && c.pieces?.some((t) => t !== "")
-      ? completionLogprobs(c.pieces, 0, 0, k)
+      ? completionLogprobs(
+        c.pieces,
+        0,
+        0,
+        k,
+        new LogprobWriter(k, completionTop, admitted.logprobMemo),
+      )
       : "null";
     return `{"index":${c.index},"text":${JSON.stringify(text)},"logprobs":${logprobs},` +
       `"finish_reason":${JSON.stringify(c.finish)},"stop_reason":${
@@ -98,6 +109,9 @@ export function completionEncoder(
     prefix(index) + JSON.stringify(text) +
     (finish === null && usage === nullUsage ? plainTail : tail(index, finish, usage));
   const top = body.logprobs;
+  const tops = top === undefined
+    ? null
+    : new LogprobWriter(top, completionTop, admitted.logprobMemo);
   // With logprobs: each token's entry, at its running byte offset in the answer.
   const offsets: number[] = [];
   const lpFrame = (
@@ -109,7 +123,7 @@ export function completionEncoder(
   ) => {
     const at = k === 0 ? 0 : offsets[index];
     offsets[index] = at + byteLength(text);
-    const lp = text === "" ? "null" : completionLogprobs([text], k, at, top!);
+    const lp = text === "" ? "null" : completionLogprobs([text], k, at, top!, tops!);
     return prefix(index) + JSON.stringify(k === 0 ? echoOf(index) + text : text) +
       tail(index, finish, u, lp);
   };

@@ -18,7 +18,7 @@ import type { CompletedAnswer, OutputEncoder, UsageCounts } from "../../serving/
 import { jsonString } from "../../serving/output.ts";
 import type { Admitted, PendingInput } from "../../serving/pipeline.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
-import { responsesLogprob, responsesLogprobs } from "../../serving/logprobs.ts";
+import { LogprobWriter, responsesLogprob, responsesLogprobs } from "../../serving/logprobs.ts";
 import type { GeneratedCall } from "../../tools/calls.ts";
 import type { AnswerMeta } from "./common.ts";
 import type { ResponsesItem, ResponsesPart, ResponsesRequest } from "./responses_protocol.ts";
@@ -167,7 +167,11 @@ export function responsesResponse(
     : messageItem(
       "",
       "completed",
-      partText(c.text, c.jsonSafe, k === undefined ? k : responsesLogprobs(c.pieces ?? [], 0, k)),
+      partText(
+        c.text,
+        c.jsonSafe,
+        k === undefined ? k : responsesLogprobs(c.pieces ?? [], 0, k, admitted.logprobMemo),
+      ),
     );
   return `${head}"completed"${instructions},"output":[${output}],${TEXT_FORMAT},"usage":${
     usageText(answer.usage)
@@ -205,6 +209,9 @@ export function responsesEncoder(
   const lpOpen = k === undefined ? undefined : "[]";
   const lpDone = k === undefined ? undefined : "null";
   let lpAll = "";
+  const lpWriter = k === undefined
+    ? null
+    : new LogprobWriter(k, responsesLogprob, admitted.logprobMemo);
   const open = () =>
     event(
       "response.output_item.added",
@@ -219,7 +226,7 @@ export function responsesEncoder(
       const opened = pos === 0 ? open() : "";
       let lp = "";
       if (k !== undefined) {
-        const entry = piece === "" ? "" : responsesLogprob(piece, pos, k);
+        const entry = piece === "" ? "" : lpWriter!.entry(piece, pos);
         if (entry !== "") lpAll += (lpAll === "" ? "" : ",") + entry;
         lp = `,"logprobs":${entry === "" ? "null" : `[${entry}]`}`;
       }

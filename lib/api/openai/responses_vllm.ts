@@ -16,6 +16,7 @@ import type { FinishReason } from "../../engine.ts";
 import type { CompletedAnswer, OutputEncoder, UsageCounts } from "../../serving/output.ts";
 import { jsonString } from "../../serving/output.ts";
 import type { Admitted } from "../../serving/pipeline.ts";
+import type { GeneratedCall } from "../../tools/calls.ts";
 import type { Json } from "../../validate.ts";
 import type { AnswerMeta } from "./common.ts";
 import type { ResponsesRequest, ResponsesTool, VllmEcho } from "./responses_protocol.ts";
@@ -108,6 +109,16 @@ function finalItem(meta: AnswerMeta, text: string, safe: boolean): string {
 
 const statusOf = (finish: FinishReason) => finish === "length" ? "incomplete" : "completed";
 
+/** A function_call item as openai's ResponseFunctionToolCall model writes it. */
+function callItem(call: GeneratedCall, status: string, args: string): string {
+  return `{"arguments":${JSON.stringify(args)},"call_id":"call_${call.digits}","name":${
+    JSON.stringify(call.name)
+  },"type":"function_call","id":"fc_${call.digits}","status":"${status}"}`;
+}
+
+const callsOutput = (calls: readonly GeneratedCall[]) =>
+  `[${calls.map((c) => callItem(c, "completed", c.arguments)).join(",")}]`;
+
 /** The complete `response` body (JSONResponse of vLLM's model_dump()). */
 export function vllmResponsesResponse(
   meta: AnswerMeta,
@@ -118,8 +129,8 @@ export function vllmResponsesResponse(
 ): string {
   const c = answer.choices[0];
   return responseShape(meta, body, admitted, echo).write(
-    statusOf(c.finish),
-    finalItem(meta, c.text, c.jsonSafe),
+    c.calls ? "completed" : statusOf(c.finish),
+    c.calls ? callsOutput(c.calls) : finalItem(meta, c.text, c.jsonSafe),
     usageText(answer.usage),
   );
 }
@@ -173,8 +184,35 @@ export function vllmResponsesEncoder(
       opened = true;
       return head + deltaHead + jsonString(piece, safe) + deltaMid + seq++ + deltaEnd;
     },
-    choiceEnd(_index, reason) {
+    // A tool turn: an item per call, opened on its first argument piece.
+    toolPiece(_index, calls, c, piece) {
+      const call = calls[c];
+      const id = `"fc_${call.digits}"`;
+      const added = piece !== 0 ? "" : event(
+        "response.output_item.added",
+        `"item":${callItem(call, "in_progress", "")},"output_index":${c}`,
+      );
+      return added + event(
+        "response.function_call_arguments.delta",
+        `"delta":${JSON.stringify(call.pieces[piece])},"item_id":${id},"output_index":${c}`,
+      );
+    },
+    choiceEnd(index, reason) {
       finish = reason;
+      const calls = admitted.plans[0].calls?.[index];
+      if (calls) {
+        return calls.map((call, c) =>
+          event(
+            "response.function_call_arguments.done",
+            `"arguments":${JSON.stringify(call.arguments)},"item_id":"fc_${call.digits}",` +
+              `"name":${JSON.stringify(call.name)},"output_index":${c}`,
+          ) +
+          event(
+            "response.output_item.done",
+            `"item":${callItem(call, "completed", call.arguments)},"output_index":${c}`,
+          )
+        ).join("");
+      }
       if (!opened) return "";
       const part = partText(text, safe, "null");
       return event(
@@ -190,7 +228,10 @@ export function vllmResponsesEncoder(
         );
     },
     end(u) {
-      const r = shape.write(statusOf(finish), finalItem(meta, text, safe), usageText(u));
+      const calls = admitted.plans[0].calls?.[0];
+      const r = calls
+        ? shape.write("completed", callsOutput(calls), usageText(u))
+        : shape.write(statusOf(finish), finalItem(meta, text, safe), usageText(u));
       return event("response.completed", `"response":${r}`);
     },
   };
