@@ -1025,6 +1025,18 @@ const GENERATION = [CHAT, COMPLETIONS];
 
 const ADMIN_SEED = (): Obj => ({ "time-to-first-token": "1ms" });
 
+/** A chat tool with these parameters. */
+function fn(parameters: J, name = "f"): Obj {
+  return { type: "function", function: { name, description: "d", parameters } };
+}
+
+/** An object schema nested `depth` levels deep. */
+function deepSchema(depth: number): Obj {
+  let s: Obj = { type: "string" };
+  for (let i = 0; i < depth; i++) s = { type: "object", properties: { a: s }, required: ["a"] };
+  return s;
+}
+
 const SEEDS: Record<string, () => Obj> = {
   [CHAT]: () => ({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 5 }),
   [COMPLETIONS]: () => ({ model: MODEL, prompt: "hi", max_tokens: 5 }),
@@ -1038,7 +1050,7 @@ const SEEDS: Record<string, () => Obj> = {
 const FIELDS: Record<string, readonly string[]> = {
   [CHAT]: words(`
     model messages max_tokens max_completion_tokens n stream stream_options ignore_eos seed
-    cache_hit_threshold kv_transfer_params temperature logprobs tools
+    cache_hit_threshold kv_transfer_params temperature logprobs top_logprobs tools tool_choice
   `),
   [COMPLETIONS]: words(`
     model prompt max_tokens n stream stream_options echo ignore_eos seed cache_hit_threshold
@@ -1050,6 +1062,48 @@ const FIELDS: Record<string, readonly string[]> = {
 
 /** Structured variants of the nested fields. */
 const NESTED: Record<string, readonly Labeled[]> = {
+  tools: [
+    lab("a weather tool", [fn({ type: "object", properties: { city: { type: "string" } } })]),
+    lab("no parameters", [{ type: "function", function: { name: "f" } }]),
+    lab("no function", [{ type: "function" }]),
+    lab("null entry", [null]),
+    lab("unknown type", [fn({ type: "date" })]),
+    lab("null type", [fn({ type: "object", properties: { n: { type: "null" } } })]),
+    lab("minItems > maxItems", [
+      fn({
+        type: "object",
+        properties: { a: { type: "array", items: { type: "string" }, minItems: 9, maxItems: 1 } },
+        required: ["a"],
+      }),
+    ]),
+    lab("nested 400 deep", [fn(deepSchema(400))]),
+    lab("huge minLength", [
+      fn({
+        type: "object",
+        properties: { s: { type: "string", minLength: 1e9 } },
+        required: ["s"],
+      }),
+    ]),
+    lab("huge minItems", [
+      fn({
+        type: "object",
+        properties: { a: { type: "array", items: { type: "integer" }, minItems: 1e9 } },
+        required: ["a"],
+      }),
+    ]),
+    lab(
+      "200 tools",
+      Array.from({ length: 200 }, (_, i) => fn({ type: "object", properties: {} }, `f${i}`)),
+    ),
+  ],
+  tool_choice: [
+    lab("required", "required"),
+    lab("forced", { type: "function", function: { name: "f" } }),
+    lab("forced unknown", { type: "function", function: { name: "zzz" } }),
+    lab("no name", { type: "function" }),
+    lab("odd type", { type: "magic" }),
+    lab("number", 7),
+  ],
   messages: [
     lab("no content", [{ role: "user" }]),
     lab("content null", [{ role: "user", content: null }]),

@@ -143,6 +143,18 @@ Deno.test("chat tools (openai): none, auto, forced; the extra-call flag", async 
     tool_choice: { type: "function", name: "get_weather" },
   });
   assert.equal((await flat.json()).choices[0].message.tool_calls[0].function.name, "get_weather");
+  // n choices: each draws its own calls.
+  const three = await s.client.chat.completions.create({
+    model: "test-model",
+    messages: USER,
+    tools: TOOLS,
+    tool_choice: "required",
+    n: 3,
+  });
+  assert.equal(three.choices.length, 3);
+  const ids = three.choices.map((c) => c.message.tool_calls![0].id);
+  assert.equal(new Set(ids).size, 3);
+  assert.ok(three.choices.every((c) => c.finish_reason === "tool_calls"));
   await using all = await startSim(["--tool-call-extra-call-probability", "100"]);
   const many = await all.client.chat.completions.create({
     model: "test-model",
@@ -557,4 +569,52 @@ Deno.test("agent framework (Vercel AI SDK): a tool round trip on Responses (vLLM
     assert.equal(steps[0].toolResults.length, 1);
     assert.ok(steps[1].text.length > 0);
   }
+});
+
+Deno.test("hostile tool schemas: deep, huge or contradictory parameters are 400s, never 500s", async () => {
+  for (const args of [[], ["--skip-tool-validation"]]) {
+    await using s = await startSim(args);
+    // Parameters nested 5 000 levels deep, written as text (too deep for a recursive writer).
+    const deep = '{"type":"object","properties":{"a":'.repeat(5000) + '{"type":"string"}' +
+      "}}".repeat(5000);
+    const bodies = [
+      `{"model":"test-model","messages":[{"role":"user","content":"x"}],"tool_choice":"required",` +
+      `"tools":[{"type":"function","function":{"name":"f","description":"","parameters":${deep}}}]}`,
+      JSON.stringify({
+        model: "test-model",
+        messages: USER,
+        tool_choice: "required",
+        tools: [{
+          type: "function",
+          function: {
+            name: "f",
+            parameters: {
+              type: "object",
+              properties: { s: { type: "string", minLength: 1e12 } },
+              required: ["s"],
+            },
+          },
+        }],
+      }),
+    ];
+    for (const body of bodies) {
+      const res = await s.post("/v1/chat/completions", body);
+      const text = await res.text();
+      assert.equal(res.status, 400, `${args}: ${text.slice(0, 200)}`);
+    }
+    // The simulator still answers.
+    const ok = await s.client.chat.completions.create({ model: "test-model", messages: USER });
+    assert.ok(ok.choices.length === 1);
+  }
+  // Responses: a bad definition is a 400 in the OpenAI shape.
+  await using s = await startSim();
+  const res = await s.post("/v1/responses", {
+    model: "test-model",
+    input: "hi",
+    tools: [{ type: "function", name: "f", parameters: { type: "object" } }],
+  });
+  assert.equal(res.status, 400);
+  const err = await res.json();
+  assert.equal(err.error.type, "BadRequestError");
+  assert.match(err.error.message, /^Tool validation failed: /);
 });
