@@ -18,6 +18,7 @@ import {
 } from "./lib/tokenizer/select.ts";
 import { DisconnectWatcher } from "./routes/disconnect.ts";
 import { createRouter, type ServeHandler } from "./routes/router.ts";
+import type { Dataset } from "./lib/dataset/dataset.ts";
 import { METRICS_PORT_ROUTES, ROUTES } from "./routes/table.ts";
 
 export interface RunningRank {
@@ -103,10 +104,12 @@ function listen(
   env: Record<string, string | undefined>,
   opts: StartOptions,
   tokenizer: TokenizerChoice,
+  dataset: Dataset | null,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
   const log = opts.quiet ? new Logger("error") : undefined;
   const sim = new Simulator(loaded, log, rank, tokenizer.create());
+  sim.dataset = dataset;
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
   const scheme = "cert" in tls ? "https" : "http";
   return new Promise((resolve) => {
@@ -212,6 +215,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     if (e instanceof TokenizerLoadError) throw new StartupError(`tokenizer: ${e.message}`);
     throw e;
   }
+  const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer);
   const ranks: RunningRank[] = [];
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
@@ -239,6 +243,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     }
     if (metrics?.connections) processReaper.remove(metrics.connections);
     tokenizer.close?.();
+    dataset?.close();
   };
   const single = cfg["data-parallel-rank"] !== undefined;
   const count = single ? 1 : cfg["data-parallel-size"];
@@ -248,7 +253,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       const rank = single ? cfg["data-parallel-rank"]! : i;
       // Port 0 asks the OS for a free port per rank.
       port = basePort === 0 ? 0 : basePort + i;
-      ranks.push(await listen(loaded, rank, port, tls, env, opts, tokenizer));
+      ranks.push(await listen(loaded, rank, port, tls, env, opts, tokenizer, dataset));
     }
     for (const r of ranks) r.publisher = await kvPublisher(r.sim, env);
     if (cfg["metrics-port"] !== undefined) {
@@ -261,6 +266,29 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
   return { ranks, url: ranks[0].url, shutdown };
+}
+
+/**
+ * The dataset every rank answers from (read-only, so shared), opened only
+ * when one is configured: node:sqlite is not loaded otherwise. Not used in
+ * --mm-encoder-only mode (nothing is downloaded either).
+ */
+async function startDataset(
+  cfg: LoadedConfig["config"],
+  log: Logger,
+  tokenizer: TokenizerChoice,
+): Promise<Dataset | null> {
+  if (cfg["dataset-path"] === "" || cfg["mm-encoder-only"]) return null;
+  const { openDataset, DatasetStartError } = await import("./lib/dataset/open.ts");
+  try {
+    return await openDataset(cfg, log);
+  } catch (e) {
+    if (e instanceof DatasetStartError) {
+      tokenizer.close?.();
+      throw new StartupError(`dataset: ${e.message}`);
+    }
+    throw e;
+  }
 }
 
 /**
@@ -323,6 +351,10 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
 }
 
 async function main(): Promise<void> {
+  if (Deno.args[0] === "dataset-tool") {
+    const { runDatasetTool } = await import("./lib/dataset/tool.ts");
+    Deno.exit(await runDatasetTool(Deno.args.slice(1), Deno.env.toObject()));
+  }
   let running: Running;
   try {
     running = await startServers(Deno.args);

@@ -514,6 +514,17 @@ function validate(cfg: Config): void {
     "--ssl-certfile and --ssl-keyfile must be given together",
   );
   rule("fake-metrics-refresh-interval", cfg["fake-metrics-refresh-interval"] > 0, "must be > 0");
+  // The reference's words (datasets.md).
+  rule(
+    "dataset-path",
+    cfg["dataset-path"] !== "" || cfg["dataset-url"] === "",
+    "dataset-path is required when dataset-url is set",
+  );
+  rule(
+    "dataset-path",
+    cfg.mode !== "echo" || (cfg["dataset-path"] === "" && cfg["dataset-url"] === ""),
+    "dataset cannot be defined in echo mode",
+  );
   const names = [cfg.model, ...cfg["served-model-name"]];
   for (const l of cfg["lora-modules"]) {
     const problem = loraNameProblem(l.name);

@@ -203,6 +203,20 @@ export class TokenListStream implements TextStream {
   }
 }
 
+/** A fixed token list, then another stream's tokens (a recorded answer padded with built-in text). */
+export class ListThenStream implements TextStream {
+  #pos = 0;
+  constructor(private readonly tokens: readonly string[], private readonly rest: TextStream) {}
+  next(): string {
+    return this.#pos < this.tokens.length ? this.tokens[this.#pos++] : this.rest.next();
+  }
+  take(n: number): string {
+    let text = "";
+    for (; n > 0 && this.#pos < this.tokens.length; n--) text += this.tokens[this.#pos++];
+    return n > 0 ? text + this.rest.take(n) : text;
+  }
+}
+
 /**
  * Another stream's tokens, cut after `chars` characters (a stop string):
  * tokens past the cut are empty, so the count of tokens stays the same.

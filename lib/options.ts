@@ -420,7 +420,7 @@ export const OPTIONS = {
     "dataset-url": str("", "downloaded to dataset-path when that file does not exist"),
     "dataset-in-memory": bool(false, "load the whole dataset into memory"),
     "dataset-table-name": str("llmd", "dataset table to read"),
-  }, { planned: true }),
+  }),
   ...section("Tokenizer", {
     tokenizer: str("", {
       help: "tokenizer.json (or its directory), or a Hugging Face repo id",

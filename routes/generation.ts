@@ -78,10 +78,15 @@ export async function serveGeneration<B>(
   return jsonText(family.respond(meta, body, admitted, answer));
 }
 
+/** The prompt's token ids are needed: the KV cache's blocks, the dataset's prompt hash. */
+export function needsPromptIds(sim: Simulator): boolean {
+  return sim.kv !== null || sim.dataset !== null;
+}
+
 /** How a conversation's input is built on this simulator. */
 export function chatInputOptions(sim: Simulator): ChatInputOptions {
   return {
-    withIds: sim.kv !== null,
+    withIds: needsPromptIds(sim),
     skipToolValidation: sim.config["skip-tool-validation"],
     toolChecks: sim.toolChecks,
   };

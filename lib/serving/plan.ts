@@ -5,6 +5,7 @@
  */
 import {
   CutTextStream,
+  ListThenStream,
   RandomTextStream,
   responseLength,
   TextStream,
@@ -27,6 +28,8 @@ import type {
 import type { Rng } from "../rng.ts";
 import type { Simulator } from "../simulator.ts";
 import { callTokens, drawToolCalls, type GeneratedCall } from "../tools/calls.ts";
+import type { DatasetPick } from "../dataset/dataset.ts";
+import { promptHash } from "../dataset/hash.ts";
 
 export interface GenerationPlan {
   promptTokens: number;
@@ -110,6 +113,13 @@ export function planGeneration(
     ? drawCalls(sim, params, rng)
     : undefined;
   const isText = calls ? (j: number) => !calls[j] : ALL_TEXT;
+  // Recorded answers (datasets.md) for random-mode text, when a dataset is loaded.
+  const recorded = sim.dataset && !echoed && !params.prefillOnly && !flags.forceCacheThreshold &&
+      params.responseFormat === undefined && prompt.promptIds !== undefined
+    ? new Array<DatasetPick | null>(params.n).fill(null)
+    : null;
+  const hash = recorded ? promptHash(prompt.promptIds!) : null;
+  const recordedMax = params.maxTokens ?? maxModelLen - n;
   for (let i = 0; i < params.n; i++) {
     const mine = calls?.[i];
     if (mine) {
@@ -125,6 +135,12 @@ export function planGeneration(
     } else if (echoed) {
       lengths[i] = echoed.length;
       finishReasons[i] = "stop";
+    } else if (
+      recorded && (recorded[i] = sim.dataset!.pick(hash!, recordedMax, params.ignoreEos, rng))
+    ) {
+      const pick = recorded[i]!;
+      lengths[i] = pick.answer.strings.length + pick.pad;
+      finishReasons[i] = lengths[i] === recordedMax ? "length" : "stop";
     } else {
       const len = responseLength(rng, {
         maxTokens: params.maxTokens,
@@ -152,7 +168,10 @@ export function planGeneration(
     text = () => new TokenListStream(echoed);
   } else if (format) {
     text = jsonAnswers(sim, format, rng, jsonLimit, lengths, finishReasons, isText);
-  } else text = randomAnswers(rng, params.n, sim.tokenizer.sentences);
+  } else {
+    text = randomAnswers(rng, params.n, sim.tokenizer.sentences);
+    if (recorded?.some((r) => r !== null)) text = recordedAnswers(recorded, text);
+  }
   let stopReasons: (string | number | null)[] | undefined;
   if (params.stop && !params.prefillOnly && !flags.forceCacheThreshold) {
     const cut = applyStop(params.stop, sim.tokenizer, text, lengths, finishReasons, isText);
@@ -185,7 +204,7 @@ export function planGeneration(
     choices: params.n,
     // Echoed text is the client's own; the built-in sentences need no escaping.
     jsonSafe: echoed === null && format === undefined && stopReasons === undefined &&
-      sim.tokenizer.sentences.jsonSafe,
+      recorded === null && sim.tokenizer.sentences.jsonSafe,
     text,
     spec,
     stopReasons,
@@ -309,6 +328,17 @@ function kvPrompt(
     );
   }
   return p;
+}
+
+/**
+ * Choices with a recorded answer read its token strings, then (ignore_eos
+ * past its end) the choice's built-in text; the others their built-in text.
+ */
+function recordedAnswers(recorded: readonly (DatasetPick | null)[], random: Texts): Texts {
+  return (j, peek) => {
+    const r = recorded[j];
+    return r ? new ListThenStream(r.answer.strings, random(j, peek)) : random(j, peek);
+  };
 }
 
 /** Every choice answers with text (no tool calls): no closure per request. */

@@ -8,6 +8,14 @@
  */
 
 import type { Logger } from "../log.ts";
+import {
+  defaultProgress,
+  DownloadError,
+  DownloadError as HubUnavailable,
+  type ProgressFactory,
+  saveBody,
+  writeAtomically,
+} from "../download.ts";
 
 /** The files a tokenizer is made of; only the first is required. */
 export const TOKENIZER_FILES = [
@@ -74,11 +82,10 @@ export function findCached(cacheDir: string, repo: string, revision: string): st
 }
 
 /** Why a download gave nothing (selection then moves on). */
-export class HubUnavailable extends Error {}
+export { DownloadError as HubUnavailable };
 
-/** How long to wait for the hub to answer, and for the next bytes of a file. */
+/** How long to wait for the hub to answer. */
 const CONNECT_TIMEOUT_MS = 10_000;
-const STALL_TIMEOUT_MS = 30_000;
 
 /**
  * Downloads `repo`'s tokenizer files at `revision` into the cache and
@@ -138,109 +145,3 @@ async function get(url: string, token?: string): Promise<Response> {
     throw new HubUnavailable(`${url}: ${(e as Error).message}`);
   }
 }
-
-/** Writes `path` through a temporary file renamed into place when complete. */
-async function writeAtomically(
-  path: string,
-  write: (f: Deno.FsFile) => Promise<void>,
-): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID()}.incomplete`;
-  const f = await Deno.open(tmp, { write: true, createNew: true });
-  try {
-    await write(f);
-    f.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      f.close();
-    } catch { /* closed already */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
-
-/** A download's progress display. */
-export interface Progress {
-  update(bytes: number): void;
-  done(): void;
-}
-export type ProgressFactory = (file: string, total: number | null) => Promise<Progress>;
-
-async function saveBody(
-  res: Response,
-  path: string,
-  file: string,
-  progress: ProgressFactory,
-): Promise<void> {
-  const len = Number(res.headers.get("content-length"));
-  const bar = await progress(file, Number.isFinite(len) && len > 0 ? len : null);
-  const reader = res.body!.getReader();
-  try {
-    await writeAtomically(path, async (f) => {
-      let got = 0;
-      while (true) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const stalled = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new HubUnavailable(`${file}: no data for ${STALL_TIMEOUT_MS / 1000}s`)),
-            STALL_TIMEOUT_MS,
-          );
-        });
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await Promise.race([reader.read(), stalled]);
-        } catch (e) {
-          throw e instanceof HubUnavailable
-            ? e
-            : new HubUnavailable(`${file}: ${(e as Error).message}`);
-        } finally {
-          clearTimeout(timer);
-        }
-        if (chunk.done) break;
-        let off = 0;
-        while (off < chunk.value.length) off += await f.write(chunk.value.subarray(off));
-        got += chunk.value.length;
-        bar.update(got);
-      }
-      if (Number.isFinite(len) && len > 0 && got !== len) {
-        throw new HubUnavailable(`${file}: ended after ${got} of ${len} bytes`);
-      }
-    });
-  } finally {
-    bar.done();
-    reader.releaseLock();
-  }
-}
-
-/**
- * A progress bar on a terminal (cli-progress, loaded only then); otherwise
- * a log line at each quarter.
- */
-const defaultProgress = (log: Logger): ProgressFactory => async (file, total) => {
-  if (Deno.stderr.isTerminal() && total !== null) {
-    const { default: cliProgress } = await import("cli-progress");
-    const { default: process } = await import("node:process");
-    const bar = new cliProgress.SingleBar({
-      format: `${file} [{bar}] {percentage}% {value}/{total} bytes`,
-      stream: process.stderr,
-    }, cliProgress.Presets.shades_classic);
-    bar.start(total, 0);
-    return { update: (n) => bar.update(n), done: () => bar.stop() };
-  }
-  let quarter = 0;
-  let got = 0;
-  return {
-    update(n) {
-      got = n;
-      if (total === null) return;
-      const q = Math.floor((n / total) * 4);
-      if (q > quarter) {
-        quarter = q;
-        log.info("downloading", { file, percent: q * 25, bytes: n, total });
-      }
-    },
-    done() {
-      if (total === null) log.info("downloaded", { file, bytes: got });
-    },
-  };
-};

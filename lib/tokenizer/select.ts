@@ -17,7 +17,7 @@ import type { Logger } from "../log.ts";
 import type { Tokenizer, TokenizerKind } from "../tokenizer.ts";
 import { BuiltinTokenizer } from "./builtin.ts";
 import { downloadTokenizer, findCached, hubSettings, HubUnavailable, isRepoId } from "./hub.ts";
-import type { ProgressFactory } from "./hub.ts";
+import type { ProgressFactory } from "../download.ts";
 import {
   type HfFiles,
   HuggingFaceTokenizer,

@@ -12,7 +12,12 @@ import {
   parseCompletionRequest,
 } from "../../lib/api/openai/protocol.ts";
 import type { RequestContext } from "../http.ts";
-import { chatInputOptions, type HttpFamily, serveGeneration } from "../generation.ts";
+import {
+  chatInputOptions,
+  type HttpFamily,
+  needsPromptIds,
+  serveGeneration,
+} from "../generation.ts";
 
 const CHAT: HttpFamily<ChatRequest> = {
   label: "chat completion request",
@@ -25,7 +30,7 @@ const CHAT: HttpFamily<ChatRequest> = {
 const COMPLETIONS: HttpFamily<CompletionRequest> = {
   label: "text completion request",
   parse: (body, cfg) => parseCompletionRequest(body, cfg["max-sequences-per-request"]),
-  input: (sim, body) => completionInput(body, sim.tokenizer, sim.kv !== null),
+  input: (sim, body) => completionInput(body, sim.tokenizer, needsPromptIds(sim)),
   encoder: completionEncoder,
   respond: completionResponse,
 };
