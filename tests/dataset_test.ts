@@ -221,19 +221,37 @@ Deno.test("dataset: start-up failures name the problem", async () => {
   for (const [what, args, re] of cases) {
     assert.match(await startError(args), re, what);
   }
-  // The process: exit 1 and the message on stderr.
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", "--model", "m", "--dataset-path", `${dir}/nope.sqlite3`],
-    cwd: new URL("../", import.meta.url).pathname,
-    env: { HF_HUB_OFFLINE: "1" },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 1);
-  assert.match(
-    new TextDecoder().decode(out.stderr),
-    /database file does not exist: .*nope\.sqlite3/,
-  );
+  // The process: exit 1 and the message on stderr (the dataset tool's help: exit 0).
+  const run = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "main.ts", ...args],
+      cwd: new URL("../", import.meta.url).pathname,
+      env: { HF_HUB_OFFLINE: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const runs: [string[], number, RegExp][] = [
+    [
+      ["--model", "m", "--dataset-path", `${dir}/nope.sqlite3`],
+      1,
+      /database file does not exist: .*nope\.sqlite3/,
+    ],
+    [["--model", "m", "--dataset-path", `${dir}/t.txt`], 1, /not a SQLite database/],
+    [
+      ["--model", "m", "--mode", "echo", "--dataset-path", SAMPLE],
+      1,
+      /cannot be defined in echo mode/,
+    ],
+    [["dataset-tool", "--help"], 0, /--input-file/],
+    [["dataset-tool", "--model", "m"], 1, /--input-file is required/],
+  ];
+  const outs = await Promise.all(runs.map(([args]) => run(args)));
+  runs.forEach(([args, code, re], i) => {
+    const text = new TextDecoder().decode(outs[i].stderr) +
+      new TextDecoder().decode(outs[i].stdout);
+    assert.equal(outs[i].code, code, args.join(" "));
+    assert.match(text, re, args.join(" "));
+  });
 });
 
 Deno.test("dataset: a file another process holds locked: a warning and built-in answers", async () => {
@@ -403,6 +421,35 @@ Deno.test("dataset tool: rows and hashes as the server computes them; refuses to
   const two = args.map((a) => a === "built" ? "few" : a).concat("--max-records", "2");
   assert.equal(await runDatasetTool(two, {}, quiet), 0);
   assert.equal(JSON.parse(Deno.readTextFileSync(`${out}/few.json`)).length, 2 * 2 + 2);
+  // From a Hugging Face dataset repo (HF_ENDPOINT, HF_TOKEN as bearer).
+  let auth: string | null = null;
+  const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    auth = req.headers.get("authorization");
+    const ok = new URL(req.url).pathname === "/datasets/org/convos/resolve/main/conversations.json";
+    return ok
+      ? new Response(Deno.readFileSync(`${FIXTURES}conversations.json`))
+      : new Response("no", { status: 404 });
+  });
+  try {
+    const endpoint = `http://127.0.0.1:${hub.addr.port}`;
+    const fromHub = [
+      "--model",
+      "m",
+      "--hf-repo",
+      "org/convos",
+      "--input-file",
+      "conversations.json",
+    ];
+    const env = { HF_ENDPOINT: endpoint, HF_TOKEN: "secret" };
+    const outArgs = ["--output-path", out, "--output-file", "hub", "--force-dummy-tokenizer"];
+    assert.equal(await runDatasetTool([...fromHub, ...outArgs], env, quiet), 0);
+    assert.equal(auth, "Bearer secret");
+    assert.equal(JSON.parse(Deno.readTextFileSync(`${out}/hub.json`)).length, rows.length);
+    const missing = [...fromHub.slice(0, -1), "nope.json", ...outArgs.slice(0, 3), "hub2"];
+    assert.equal(await runDatasetTool(missing, env, quiet), 1);
+  } finally {
+    await hub.shutdown();
+  }
   // Bad invocations.
   assert.equal(await runDatasetTool(["--model", "m"], {}, quiet), 1);
   assert.equal(
