@@ -32,7 +32,7 @@ export function generate(req: Request, ctx: RequestContext): Promise<Response> {
     label: "generate request",
     parse: parseGenerateRequest,
     input: (sim, body) => generateInput(body, sim.models.displayName),
-    encoder: (meta, body) => generateEncoder(meta, body, tokenizer),
+    encoder: (meta, body, admitted) => generateEncoder(meta, body, tokenizer, admitted),
     respond: (meta, _body, admitted, answer) => generateResponse(meta, admitted, answer, tokenizer),
   };
   return serveGeneration(req, ctx, family);

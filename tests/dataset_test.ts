@@ -461,3 +461,43 @@ Deno.test("dataset tool: rows and hashes as the server computes them; refuses to
     1,
   );
 });
+
+Deno.test("dataset: generate returns the recorded token ids (then the padding's)", async () => {
+  // A recording whose ids are not the built-in tokenizer's: only the dataset can give them.
+  const prompt = [11, 12, 13];
+  const bytes = new Uint8Array(prompt.length * 4);
+  prompt.forEach((id, i) => new DataView(bytes.buffer).setUint32(i * 4, id, true));
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const path = tempDb((db) => {
+    db.exec(
+      "CREATE TABLE llmd (id INTEGER PRIMARY KEY, prompt_hash BLOB NOT NULL, gen_tokens JSON NOT NULL, n_gen_tokens INTEGER NOT NULL)",
+    );
+    // gen_tokens as TEXT with lower-case keys: readers accept both.
+    db.prepare("INSERT INTO llmd (prompt_hash, gen_tokens, n_gen_tokens) VALUES (?, ?, 3)").run(
+      hash,
+      JSON.stringify({ tokens: [101, 102, 103], strings: ["a ", "b ", "c"] }),
+    );
+  });
+  await using s = await startSim(["--dataset-path", path]);
+  const gen = (extra: Record<string, unknown>) =>
+    s.post("/inference/v1/generate", {
+      token_ids: prompt,
+      sampling_params: { max_tokens: 5 },
+      ...extra,
+    });
+  const whole = await (await gen({})).json();
+  assert.deepEqual(whole.choices[0].token_ids, [101, 102, 103]);
+  assert.equal(whole.choices[0].finish_reason, "stop");
+  const frames = (await (await gen({ stream: true })).text()).split("\n\n")
+    .filter((f) => f.startsWith("data: {"))
+    .map((f) => JSON.parse(f.slice(6)));
+  assert.deepEqual(frames.flatMap((f) => f.choices[0]?.token_ids ?? []), [101, 102, 103]);
+  // ignore_eos: padded to max_tokens; the padding's ids follow the recorded ones.
+  const padded = await (await gen({ ignore_eos: true })).json();
+  assert.equal(padded.choices[0].token_ids.length, 5);
+  assert.deepEqual(padded.choices[0].token_ids.slice(0, 3), [101, 102, 103]);
+  assert.equal(padded.choices[0].finish_reason, "length");
+  // The same recording as text on completions (token-id prompt).
+  const text = await s.client.completions.create({ model: "test-model", prompt });
+  assert.equal(text.choices[0].text, "a b c");
+});

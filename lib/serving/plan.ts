@@ -62,6 +62,8 @@ export interface GenerationPlan {
   calls?: (readonly GeneratedCall[] | null)[];
   /** A complete answer keeps each choice's tokens (logprobs are written per token). */
   keepPieces: boolean;
+  /** Per choice, the recorded answer it opens with (a dataset's), else null; absent: none. */
+  recorded?: (DatasetPick | null)[];
 }
 
 /**
@@ -211,6 +213,7 @@ export function planGeneration(
     kvTransferOut,
     calls,
     keepPieces: params.logprobs !== undefined,
+    recorded: recorded ?? undefined,
   };
 }
 

@@ -90,9 +90,16 @@ export function generateResponse(
 ): string {
   const kv = admitted.plans[0].kvTransferOut;
   const c = answer.choices[0];
-  const choice = `{"index":0,"finish_reason":"${c.finish}","token_ids":${
-    JSON.stringify(c.tokens > 0 ? tokenizer.pieceIds(c.text) : [])
-  }}`;
+  const recorded = admitted.plans[0].recorded?.[0]?.answer;
+  let ids: readonly number[] = [];
+  if (c.tokens > 0 && recorded) {
+    // A dataset's answer: its recorded ids, then the ids of any built-in padding.
+    const own = Math.min(c.tokens, recorded.ids.length);
+    const prefix = recorded.strings.slice(0, own).join("");
+    const rest = c.tokens > own ? tokenizer.pieceIds(c.text.slice(prefix.length)) : [];
+    ids = [...recorded.ids.slice(0, own), ...rest];
+  } else if (c.tokens > 0) ids = tokenizer.pieceIds(c.text);
+  const choice = `{"index":0,"finish_reason":"${c.finish}","token_ids":${JSON.stringify(ids)}}`;
   return `{${kv ? `"kv_transfer_params":${JSON.stringify(kv)},` : ""}"choices":[${choice}],` +
     `"request_id":${JSON.stringify(meta.requestId)},"ec_transfer_params":null}`;
 }
@@ -102,14 +109,18 @@ export function generateEncoder(
   meta: AnswerMeta,
   body: GenerateRequest,
   tokenizer: Tokenizer,
+  admitted: Admitted,
 ): OutputEncoder {
+  const recorded = admitted.plans[0].recorded?.[0]?.answer.ids;
   const head = `data: {"request_id":${JSON.stringify(meta.requestId)},"choices":[`;
   const frame = (ids: readonly number[], finish: FinishReason | null) =>
     `${head}{"index":0,"finish_reason":${finish === null ? "null" : `"${finish}"`},` +
     `"token_ids":${JSON.stringify(ids)}}]}\n\n`;
   return {
     start: () => "",
-    token: (_index, text, _k, finish) => frame(tokenizer.pieceIds(text), finish),
+    // A dataset's answer streams its recorded ids (a built-in padding, the tokenizer's).
+    token: (_index, text, k, finish) =>
+      frame(recorded && k < recorded.length ? [recorded[k]] : tokenizer.pieceIds(text), finish),
     choiceEnd: (_index, finish, tokens) => tokens > 0 ? "" : frame([], finish),
     end: (u) =>
       (body.params.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,
