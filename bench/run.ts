@@ -14,6 +14,7 @@
 import { latencyRun, type Stats } from "./latency.ts";
 import { qwenTokenizerDir } from "../tests/fixtures/qwen_tokenizer.ts";
 import { SENTENCES } from "../lib/sentences.ts";
+import { promptHash } from "../lib/dataset/hash.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const DENO = Deno.execPath();
@@ -596,7 +597,6 @@ async function toolsThroughput(gen: LoadGenerator): Promise<void> {
  */
 async function datasetThroughput(gen: LoadGenerator): Promise<void> {
   const { DatabaseSync } = await import("node:sqlite");
-  const { createHash } = await import("node:crypto");
   const chat = (content: string) =>
     JSON.stringify({ model: "m", messages: [{ role: "user", content }], max_tokens: 20 });
   const [plainPort, dsPort] = [freePort(), freePort()];
@@ -612,11 +612,6 @@ async function datasetThroughput(gen: LoadGenerator): Promise<void> {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "m", messages: [{ role: "user", content: prompt }] }),
     })).json()).tokens as number[];
-    const hashOf = (ids: number[]) => {
-      const b = new Uint8Array(ids.length * 4);
-      ids.forEach((id, i) => new DataView(b.buffer).setUint32(i * 4, id, true));
-      return new Uint8Array(createHash("sha256").update(b).digest());
-    };
     const words = SENTENCES.join(" ").split(/(?<= )/);
     const answer = (i: number) => {
       const strings = Array.from({ length: 20 }, (_, j) => words[(i * 7 + j) % words.length]);
@@ -632,7 +627,7 @@ async function datasetThroughput(gen: LoadGenerator): Promise<void> {
     );
     db.exec("BEGIN");
     for (let i = 0; i < 100_000; i++) {
-      const hash = i < 3 ? hashOf(ids) : crypto.getRandomValues(new Uint8Array(32));
+      const hash = i < 3 ? promptHash(ids) : crypto.getRandomValues(new Uint8Array(32));
       insert.run(hash, new TextEncoder().encode(answer(i)));
     }
     db.exec("COMMIT");
