@@ -105,13 +105,27 @@ function zmqClient(args: string[]) {
   };
 }
 
+/** `p`, or a rejection naming `what` after `ms`: a lost message fails a test, never hangs it. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A subscriber process connecting to `port`; `ready` once connected to the simulator's publisher. */
 function subscriber(port: number) {
   const c = zmqClient(["sub", String(port)]);
   return {
-    ready: async () => assert.deepEqual(await c.line(), { ready: true }),
+    ready: async (ms = 30_000) =>
+      assert.deepEqual(await within(c.line(), ms, `a subscriber on ${port}`), { ready: true }),
     async next(): Promise<Message> {
-      const [topic, seq, raw] = await c.frames();
+      const [topic, seq, raw] = await within(c.frames(), 30_000, `a message on ${port}`);
       return {
         topic: new TextDecoder().decode(topic),
         seq: new DataView(seq.buffer, seq.byteOffset, 8).getBigUint64(0),
@@ -256,26 +270,39 @@ Deno.test("kv events: the map format, LoRA fields, AllBlocksCleared on sleep, re
 });
 
 Deno.test("kv events: each data-parallel rank publishes on its own port, topic and rank", async () => {
-  // Two consecutive free ports: rank r publishes to base + r.
-  const base = consecutivePorts();
-  const sub0 = subscriber(base);
-  const sub1 = subscriber(base + 1);
-  const s = await start(["--data-parallel-size", "2"], base);
-  try {
-    await Promise.all([sub0.ready(), sub1.ready()]);
-    const url1 = s.url.replace(/:(\d+)$/, (_m, p) => `:${Number(p) + 1}`);
-    await complete(s.url, ids(1, 8));
-    await complete(url1, ids(1, 8));
-    const m0 = await sub0.next();
-    const m1 = await sub1.next();
-    assert.equal(m0.topic, `kv@${POD_IP}:${portOf(s.url)}@m`);
-    assert.equal(m1.topic, `kv@${POD_IP}:${portOf(url1)}@m`);
-    assert.equal(m0.batch[2], 0);
-    assert.equal(m1.batch[2], 1);
-    assert.equal(m1.seq, 1n); // each rank counts its own
-  } finally {
-    await s.close();
-    await sub0.close();
-    await sub1.close();
+  // Two consecutive free ports: rank r publishes to base + r. Another process
+  // (a parallel test, or one of this simulator's own HTTP listeners) may take
+  // base + 1 before the simulator binds it: then the subscriber never connects,
+  // and the test starts again on a fresh pair.
+  for (let attempt = 1;; attempt++) {
+    const base = consecutivePorts();
+    const sub0 = subscriber(base);
+    const sub1 = subscriber(base + 1);
+    let s: ChildSim | undefined;
+    try {
+      try {
+        // A taken port can also fail the simulator's start (its bind).
+        s = await start(["--data-parallel-size", "2"], base);
+        await Promise.all([sub0.ready(10_000), sub1.ready(10_000)]);
+      } catch (e) {
+        if (attempt < 3) continue;
+        throw e;
+      }
+      const url1 = s.url.replace(/:(\d+)$/, (_m, p) => `:${Number(p) + 1}`);
+      await complete(s.url, ids(1, 8));
+      await complete(url1, ids(1, 8));
+      const m0 = await sub0.next();
+      const m1 = await sub1.next();
+      assert.equal(m0.topic, `kv@${POD_IP}:${portOf(s.url)}@m`);
+      assert.equal(m1.topic, `kv@${POD_IP}:${portOf(url1)}@m`);
+      assert.equal(m0.batch[2], 0);
+      assert.equal(m1.batch[2], 1);
+      assert.equal(m1.seq, 1n); // each rank counts its own
+      return;
+    } finally {
+      await s?.close();
+      await sub0.close();
+      await sub1.close();
+    }
   }
 });

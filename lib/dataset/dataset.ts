@@ -57,7 +57,7 @@ export class Dataset {
   /** Every row's answer length, ascending, and its rowid at the same index. */
   readonly #lengths: Float64Array;
   readonly #rowids: Float64Array;
-  /** Recently read answers by rowid, least recently used first. */
+  /** Recently read answers by rowid, oldest first. */
   readonly #recent = new Map<number, RecordedAnswer>();
   #recentTokens = 0;
 
@@ -138,17 +138,25 @@ export class Dataset {
     const bucket = this.#byHash.get(hashKey(hash));
     let rowid: number;
     if (bucket) {
-      const exact: number[] = [], shorterOrEqual: number[] = [], longer: number[] = [];
-      for (let i = 0; i < bucket.length; i += 2) {
-        const [r, n] = [bucket[i], bucket[i + 1]];
-        if (n === max) exact.push(r);
-        if (n <= max) shorterOrEqual.push(r);
-        else longer.push(r);
+      // Which rows qualify (spec table), counted first so nothing is allocated.
+      let exact = 0, fits = 0;
+      for (let i = 1; i < bucket.length; i += 2) {
+        if (bucket[i] === max) exact++;
+        if (bucket[i] <= max) fits++;
       }
-      const pool = ignoreEos
-        ? (exact.length ? exact : longer.length ? longer : shorterOrEqual)
-        : (shorterOrEqual.length ? shorterOrEqual : longer);
-      rowid = pool[rng.pickIndex(pool.length)];
+      const longer = bucket.length / 2 - fits;
+      const want: (n: number) => boolean = ignoreEos
+        ? (exact ? (n) => n === max : longer ? (n) => n > max : (n) => n <= max)
+        : (fits ? (n) => n <= max : (n) => n > max);
+      const count = ignoreEos ? (exact || longer || fits) : (fits || longer);
+      let k = rng.pickIndex(count);
+      rowid = bucket[0];
+      for (let i = 0; i < bucket.length; i += 2) {
+        if (want(bucket[i + 1]) && k-- === 0) {
+          rowid = bucket[i];
+          break;
+        }
+      }
     } else {
       // Rows of at most `max` tokens (exactly `max` with ignore_eos), else any row.
       const hi = upperBound(this.#lengths, max);
@@ -167,15 +175,12 @@ export class Dataset {
   /**
    * Row `rowid`'s answer, from the cache of recently read ones (a read and
    * parse costs ~12 µs through node:sqlite; repeated prompts are common).
+   * The oldest read is dropped first.
    */
   #cached(rowid: number): RecordedAnswer | null {
+    // First in, first out: a hit costs one lookup, no reordering.
     const hit = this.#recent.get(rowid);
-    if (hit !== undefined) {
-      // Most recently used last.
-      this.#recent.delete(rowid);
-      this.#recent.set(rowid, hit);
-      return hit;
-    }
+    if (hit !== undefined) return hit;
     const answer = this.#answer(rowid);
     if (answer === null) return null;
     this.#recentTokens += answer.ids.length;

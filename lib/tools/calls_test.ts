@@ -2,20 +2,13 @@ import assert from "node:assert/strict";
 import { Ajv } from "ajv";
 import { Rng } from "../rng.ts";
 import { BuiltinTokenizer } from "../tokenizer/builtin.ts";
-import type { JsonValueLimits } from "../json_value.ts";
+import { type JsonValueLimits, jsonValueLimits } from "../json_value.ts";
+import { loadConfig } from "../config.ts";
 import { callTokens, checkToolPolicy, drawToolCalls } from "./calls.ts";
 import type { ToolDef, ToolPolicy } from "./tool.ts";
 
-const LIMITS: JsonValueLimits = {
-  minInteger: 0,
-  maxInteger: 100,
-  minNumber: 0,
-  maxNumber: 100,
-  minArrayLength: 1,
-  maxArrayLength: 5,
-  optionalPropertyPercent: 50,
-  optionalFieldPercent: 50,
-};
+/** The tool-call flags' defaults, from the option table. */
+const LIMITS: JsonValueLimits = jsonValueLimits(loadConfig(["--model", "m"], {}).config);
 
 const tokenizer = new BuiltinTokenizer();
 
