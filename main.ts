@@ -33,6 +33,8 @@ export interface RunningRank {
   connections?: ConnectionTable;
   /** Its KV events' ZMQ publisher, with --enable-kvcache and a zmq-endpoint. */
   publisher?: Publisher;
+  /** Its gRPC-only listener, with --grpc-port. */
+  grpc?: { close(): Promise<void> };
 }
 
 export interface Running {
@@ -236,6 +238,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     }
     for (const r of ranks) {
       r.publisher?.close();
+      await r.grpc?.close();
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
       r.watcher.close();
@@ -256,6 +259,12 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       ranks.push(await listen(loaded, rank, port, tls, env, opts, tokenizer, dataset));
     }
     for (const r of ranks) r.publisher = await kvPublisher(r.sim, env);
+    if (cfg["grpc-port"] !== undefined) {
+      for (const r of ranks) {
+        port = cfg["grpc-port"] + r.sim.rank;
+        r.grpc = await grpcListener(r.sim, cfg.host, port, tls, opts);
+      }
+    }
     if (cfg["metrics-port"] !== undefined) {
       port = cfg["metrics-port"];
       metrics = serveMetrics(ranks[0].sim, cfg.host, port, tls, env, opts);
@@ -289,6 +298,47 @@ async function startDataset(
     }
     throw e;
   }
+}
+
+/**
+ * --grpc-port: a gRPC-only listener for one rank (@grpc/grpc-js on
+ * node:http2, loaded only then), cleartext h2c.
+ */
+async function grpcListener(
+  sim: Simulator,
+  host: string,
+  port: number,
+  tls: Tls,
+  opts: StartOptions,
+): Promise<{ close(): Promise<void> }> {
+  if ("cert" in tls) {
+    // node:http2's TLS server under Deno fails grpc-js clients' handshakes: not offered yet.
+    throw new Error("--grpc-port with --ssl-certfile: gRPC over TLS is not supported yet");
+  }
+  const grpc = await import("@grpc/grpc-js");
+  const { engineService } = await import("./lib/api/grpc/codec.ts");
+  const { engineHandlers, InflightCalls } = await import("./lib/api/grpc/engine.ts");
+  const server = new grpc.Server();
+  server.addService(engineService(), engineHandlers(sim, new InflightCalls()));
+  const creds = grpc.ServerCredentials.createInsecure();
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, creds, (e, p) => e ? reject(e) : resolve(p))
+  );
+  if (!opts.quiet) sim.log.info("gRPC listening", { rank: sim.rank, port: bound });
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Calls still open past a moment are ended.
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
 }
 
 /**

@@ -297,9 +297,11 @@ export const OPTIONS = {
       bool(false, { help: "encoder-only multimodal mode", negatable: true }),
     ),
     "metrics-port": optInt({ help: "extra listener serving only /metrics", min: 1, max: 65535 }),
-    "grpc-port": later(
-      optInt({ help: "gRPC (vllm.grpc.engine.VllmEngine) port", min: 1, max: 65535 }),
-    ),
+    "grpc-port": optInt({
+      help: "a gRPC-only listener (vllm.grpc.engine.VllmEngine); rank r on port + r",
+      min: 1,
+      max: 65535,
+    }),
   }),
   ...section("Latency", {
     "latency-calculator": enumOf(["", "constant", "per-token"] as const, "", {

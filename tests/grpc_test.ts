@@ -1,0 +1,263 @@
+/**
+ * The gRPC engine service on --grpc-port (grpc.md) through a real
+ * @grpc/grpc-js client built from the same proto: every RPC, token timing,
+ * errors, Abort and a client cancel freeing the slot, HTTP at the same time.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { engineService } from "../lib/api/grpc/codec.ts";
+import { freePort, sleep, startSim, type TestServer, waitFor } from "./helpers.ts";
+
+// deno-lint-ignore no-explicit-any
+type Client = any;
+// deno-lint-ignore no-explicit-any
+type Msg = any;
+
+const Engine = grpc.makeGenericClientConstructor(engineService(), "VllmEngine");
+
+async function withGrpc(
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ s: TestServer; c: Client; port: number }> {
+  const port = freePort();
+  const s = await startSim(["--grpc-port", String(port), ...args], env);
+  const c = new Engine(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return { s, c, port };
+}
+
+function unary(c: Client, method: string, req: Msg): Promise<Msg> {
+  return new Promise((resolve, reject) =>
+    c[method](req, (e: Error | null, r: Msg) => e ? reject(e) : resolve(r))
+  );
+}
+
+/** A Generate call's messages, each with its arrival time (ms after the call). */
+function generate(c: Client, req: Msg): { call: Msg; done: Promise<{ at: number; m: Msg }[]> } {
+  const t0 = performance.now();
+  const call = c.Generate(req);
+  const got: { at: number; m: Msg }[] = [];
+  const done = new Promise<{ at: number; m: Msg }[]>((resolve, reject) => {
+    call.on("data", (m: Msg) => got.push({ at: performance.now() - t0, m }));
+    call.on("end", () => resolve(got));
+    call.on("error", reject);
+  });
+  return { call, done };
+}
+
+Deno.test("grpc: Generate non-streaming and streaming, tokenized and text input", async () => {
+  const { s, c } = await withGrpc(["--seed", "4"]);
+  try {
+    const whole = await generate(c, {
+      request_id: "r1",
+      tokenized: { original_text: "", input_ids: [1, 2, 3] },
+      sampling_params: { max_tokens: 5, ignore_eos: true },
+    }).done;
+    assert.equal(whole.length, 1);
+    const done = whole[0].m.complete;
+    assert.equal(done.output_ids.length, 5);
+    assert.equal(done.finish_reason, "length");
+    assert.equal(done.prompt_tokens, 3);
+    assert.equal(done.completion_tokens, 5);
+    const streamed = await generate(c, {
+      request_id: "r2",
+      text: "Hello there, simulator",
+      sampling_params: { max_tokens: 4, ignore_eos: true },
+      stream: true,
+    }).done;
+    // The same text over HTTP: the same prompt tokens.
+    const http = await s.client.completions.create({
+      model: "test-model",
+      prompt: "Hello there, simulator",
+      max_tokens: 1,
+    });
+    const chunks = streamed.filter((x) => x.m.response === "chunk").map((x) => x.m.chunk);
+    assert.equal(chunks.length, 4, "one chunk per token");
+    for (const ch of chunks) {
+      assert.equal(ch.token_ids.length, 1);
+      assert.equal(ch.completion_tokens, 1);
+      assert.equal(ch.prompt_tokens, http.usage!.prompt_tokens);
+    }
+    const last = streamed.at(-1)!.m;
+    assert.equal(last.response, "complete");
+    assert.deepEqual(last.complete.output_ids, []);
+    assert.equal(last.complete.completion_tokens, 0);
+    assert.equal(last.complete.finish_reason, "length");
+  } finally {
+    c.close();
+    await s.close();
+  }
+});
+
+Deno.test("grpc: a stream is paced: first chunk after the TTFT, then the ITL", async () => {
+  const { s, c } = await withGrpc([
+    "--time-to-first-token",
+    "300ms",
+    "--inter-token-latency",
+    "100ms",
+  ]);
+  try {
+    const got = await generate(c, {
+      request_id: "t",
+      tokenized: { original_text: "", input_ids: [5, 6] },
+      sampling_params: { max_tokens: 4, ignore_eos: true },
+      stream: true,
+    }).done;
+    const at = got.filter((x) => x.m.response === "chunk").map((x) => x.at);
+    assert.equal(at.length, 4);
+    assert.ok(at[0] >= 250, `first chunk at ${at[0]} ms`);
+    assert.ok(at[3] - at[0] >= 250, `three gaps of ~100 ms: ${at.map(Math.round)}`);
+  } finally {
+    c.close();
+    await s.close();
+  }
+});
+
+Deno.test("grpc: GetModelInfo, HealthCheck, GetServerInfo, Embed", async () => {
+  const { s, c } = await withGrpc(["--max-model-len", "2048", "--enable-sleep-mode"], {
+    VLLM_SERVER_DEV_MODE: "1",
+  });
+  try {
+    const info = await unary(c, "GetModelInfo", {});
+    assert.equal(info.model_path, "test-model");
+    assert.equal(info.is_generation, true);
+    assert.equal(info.max_context_length, 2048);
+    assert.deepEqual(await unary(c, "HealthCheck", {}), { healthy: true, message: "" });
+    const server0 = await unary(c, "GetServerInfo", {});
+    assert.equal(server0.server_type, "vllm-grpc");
+    assert.equal(server0.active_requests, 0);
+    assert.ok(server0.uptime_seconds > 0);
+    const emb = await unary(c, "Embed", {
+      request_id: "e",
+      tokenized: { original_text: "", input_ids: [1, 2, 3, 4] },
+    });
+    assert.equal(emb.embedding_dim, 384);
+    assert.equal(emb.embedding.length, 384);
+    assert.equal(emb.prompt_tokens, 4);
+    const server1 = await unary(c, "GetServerInfo", {});
+    assert.ok(server1.last_receive_timestamp > Date.now() / 1000 - 60);
+    // Sleeping: not healthy, paused.
+    assert.equal((await s.post("/sleep", {})).status, 200);
+    const asleep = await unary(c, "HealthCheck", {});
+    assert.equal(asleep.healthy, false);
+    assert.equal((await unary(c, "GetServerInfo", {})).is_paused, true);
+  } finally {
+    c.close();
+    await s.close();
+  }
+});
+
+Deno.test("grpc: Abort ends a running Generate with finish_reason abort; a cancel frees the slot", async () => {
+  const { s, c } = await withGrpc(["--inter-token-latency", "200ms"]);
+  try {
+    const slow = generate(c, {
+      request_id: "slow-1",
+      tokenized: { original_text: "", input_ids: [1, 2] },
+      sampling_params: { max_tokens: 100, ignore_eos: true },
+      stream: true,
+    });
+    await waitFor(() => s.running.ranks[0].sim.engine.runningCount === 1, 5000, "running");
+    assert.equal((await unary(c, "GetServerInfo", {})).active_requests, 1);
+    await unary(c, "Abort", { request_ids: ["slow-1", "unknown"] });
+    const got = await slow.done;
+    assert.equal(got.at(-1)!.m.complete.finish_reason, "abort");
+    assert.ok(got.length < 100);
+    await waitFor(() => s.running.ranks[0].sim.engine.runningCount === 0, 5000, "freed");
+    // A client that cancels frees its slot too.
+    const other = generate(c, {
+      request_id: "slow-2",
+      tokenized: { original_text: "", input_ids: [1, 2] },
+      sampling_params: { max_tokens: 100, ignore_eos: true },
+      stream: true,
+    });
+    other.done.catch(() => {});
+    await waitFor(() => s.running.ranks[0].sim.engine.runningCount === 1, 5000, "running");
+    other.call.cancel();
+    await waitFor(() => s.running.ranks[0].sim.engine.runningCount === 0, 5000, "cancel frees");
+    await sleep(10);
+  } finally {
+    c.close();
+    await s.close();
+  }
+});
+
+Deno.test("grpc: errors map to gRPC codes; bad input never crashes", async () => {
+  const { s, c } = await withGrpc(["--max-model-len", "64"]);
+  try {
+    const code = async (req: Msg) => {
+      try {
+        await generate(c, req).done;
+        return "ok";
+      } catch (e) {
+        return (e as { code: number }).code;
+      }
+    };
+    assert.equal(await code({ request_id: "a" }), grpc.status.INVALID_ARGUMENT, "no input");
+    assert.equal(
+      await code({ request_id: "b", tokenized: { input_ids: [] } }),
+      grpc.status.INVALID_ARGUMENT,
+    );
+    assert.equal(
+      await code({
+        request_id: "c",
+        tokenized: { input_ids: [1] },
+        sampling_params: { max_tokens: 0 },
+      }),
+      grpc.status.INVALID_ARGUMENT,
+      "max_tokens 0",
+    );
+    assert.equal(
+      await code({
+        request_id: "d",
+        tokenized: { input_ids: Array.from({ length: 100 }, (_, i) => i) },
+      }),
+      grpc.status.INVALID_ARGUMENT,
+      "past the context window",
+    );
+    assert.equal(
+      await code({
+        request_id: "e",
+        tokenized: { input_ids: [1] },
+        sampling_params: { max_tokens: 2 },
+      }),
+      "ok",
+    );
+  } finally {
+    c.close();
+    await s.close();
+  }
+  // Failure injection: a rate limit is RESOURCE_EXHAUSTED.
+  const f = await withGrpc(["--failure-injection-rate", "100", "--failure-types", "rate_limit"]);
+  try {
+    const err = await generate(f.c, { request_id: "x", tokenized: { input_ids: [1] } }).done
+      .then(() => null, (e) => e);
+    assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(err.details, /Rate limit reached/);
+  } finally {
+    f.c.close();
+    await f.s.close();
+  }
+});
+
+Deno.test("grpc: HTTP and gRPC served at the same time", async () => {
+  const { s, c } = await withGrpc(["--time-to-first-token", "50ms"]);
+  try {
+    const both = await Promise.all([
+      generate(c, {
+        request_id: "g",
+        tokenized: { input_ids: [1, 2] },
+        sampling_params: { max_tokens: 3 },
+        stream: true,
+      }).done,
+      s.client.chat.completions.create({
+        model: "test-model",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 3,
+      }),
+    ]);
+    assert.equal(both[0].at(-1)!.m.response, "complete");
+    assert.ok(both[1].choices[0].message.content!.length > 0);
+  } finally {
+    c.close();
+    await s.close();
+  }
+});
