@@ -9,7 +9,7 @@
  *
  * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
  * --connections <n> (64), --streams <n> idle streams (10000),
- * --only throughput,tokenizer,kv,tools,dataset,timing,memory,startup.
+ * --only throughput,tokenizer,kv,tools,dataset,grpc,timing,memory,startup.
  */
 import { latencyRun, type Stats } from "./latency.ts";
 import { qwenTokenizerDir } from "../tests/fixtures/qwen_tokenizer.ts";
@@ -37,7 +37,7 @@ const ROUNDS = Number(flag("rounds", "2"));
 const CONNECTIONS = Number(flag("connections", "64"));
 const IDLE_STREAMS = Number(flag("streams", "10000"));
 const ONLY = new Set(
-  flag("only", "throughput,tokenizer,kv,tools,dataset,timing,memory,startup").split(","),
+  flag("only", "throughput,tokenizer,kv,tools,dataset,grpc,timing,memory,startup").split(","),
 );
 
 // ---------------------------------------------------------------------------
@@ -681,6 +681,97 @@ async function datasetThroughput(gen: LoadGenerator): Promise<void> {
   }
 }
 
+/**
+ * gRPC Generate next to HTTP SSE on one simulator (--grpc-port): the same
+ * streaming load from bench/grpc_load.ts (one client process per run, the
+ * transports interleaved), streams/s at zero latency and token timing at
+ * TTFT 100 ms, ITL 20 ms.
+ */
+async function grpcRows(): Promise<void> {
+  const load = async (mode: string, port: number, conc: number, tokens: number) => {
+    const p = spawnDeno(
+      ["bench/grpc_load.ts", mode, String(port), String(DURATION_S), String(conc), String(tokens)],
+      { stdout: true },
+    );
+    try {
+      return JSON.parse(await firstLine(p.child.stdout, (DURATION_S + 60) * 1000)) as {
+        rps: number;
+        ttftP50: number;
+        itlP50: number;
+        itlP99: number;
+        errors: number;
+      };
+    } finally {
+      await p.stop();
+    }
+  };
+  const run = async (extra: string[], conc: number, tokens: number) => {
+    const [port, grpcPort] = [freePort(), freePort()];
+    const sim = startSimulator(port, [
+      "--max-num-seqs",
+      "1024",
+      "--grpc-port",
+      String(grpcPort),
+      ...extra,
+    ]);
+    try {
+      await waitFor(`http://${HOST}:${port}/health`);
+      const best = {
+        grpc: null as Awaited<ReturnType<typeof load>> | null,
+        sse: null as Awaited<ReturnType<typeof load>> | null,
+      };
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const mode of ["grpc", "sse"] as const) {
+          const r = await load(mode, mode === "grpc" ? grpcPort : port, conc, tokens);
+          console.error(
+            `  ${mode} round ${round + 1}: ${fmt(r.rps)} streams/s, ${r.errors} errors`,
+          );
+          if (!best[mode] || r.rps > best[mode]!.rps) best[mode] = r;
+        }
+      }
+      return best as {
+        grpc: Awaited<ReturnType<typeof load>>;
+        sse: Awaited<ReturnType<typeof load>>;
+      };
+    } finally {
+      await sim.stop();
+    }
+  };
+  const fast = await run([], 64, 100);
+  rows.push({
+    what:
+      "Streams/s, 100 tokens, zero latency, 64 at a time: gRPC Generate vs HTTP SSE (same client)",
+    sim: `${fmt(fast.grpc.rps)} streams/s`,
+    baseline: `${fmt(fast.sse.rps)} streams/s (SSE)`,
+    result: `ratio ${fmt(fast.grpc.rps / fast.sse.rps, 2)}`,
+    target: "recorded",
+    met: null,
+  });
+  const paced = await run(
+    ["--time-to-first-token", "100ms", "--inter-token-latency", "20ms"],
+    100,
+    20,
+  );
+  const t = (x: Awaited<ReturnType<typeof load>>) =>
+    `TTFT p50 ${fmt(x.ttftP50, 1)} ms, ITL p50 / p99 ${fmt(x.itlP50, 1)} / ${fmt(x.itlP99, 1)} ms`;
+  rows.push({
+    what: "Token timing, 100 streams, TTFT 100 ms, ITL 20 ms: gRPC Generate vs HTTP SSE",
+    sim: t(paced.grpc),
+    baseline: t(paced.sse),
+    result: `TTFT +${fmt(paced.grpc.ttftP50 - 100, 1)} ms, ITL p50 +${
+      fmt(paced.grpc.itlP50 - 20, 1)
+    } ms`,
+    target: "recorded",
+    met: null,
+  });
+}
+
+/** A difference with its sign, one decimal. */
+function signed(d: number): string {
+  const v = Math.round(d * 10) / 10 || 0;
+  return `${v >= 0 ? "+" : "−"}${fmt(Math.abs(v), 1)}`;
+}
+
 /** Token timing: bench/latency.ts, judged on its 1 000-stream row. */
 async function timing(): Promise<void> {
   const what = "Token-arrival error p50 / p99, drift (1 000 streams, TTFT 100 ms, ITL 20 ms)";
@@ -867,6 +958,10 @@ if (gen && ONLY.has("dataset")) {
 if (gen && ONLY.has("tokenizer")) {
   console.error(`tokenizer (${gen.name}, ${ROUNDS} rounds, best kept) …`);
   await tokenizerThroughput(gen);
+}
+if (ONLY.has("grpc")) {
+  console.error(`grpc vs SSE (${ROUNDS} rounds, best kept) …`);
+  await grpcRows();
 }
 if (ONLY.has("timing")) {
   console.error("token timing …");
