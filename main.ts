@@ -317,9 +317,9 @@ async function grpcListener(
   }
   const grpc = await import("@grpc/grpc-js");
   const { engineService } = await import("./lib/api/grpc/codec.ts");
-  const { engineHandlers, InflightCalls } = await import("./lib/api/grpc/engine.ts");
+  const { engineHandlers } = await import("./lib/api/grpc/engine.ts");
   const server = new grpc.Server();
-  server.addService(engineService(), engineHandlers(sim, new InflightCalls()));
+  server.addService(engineService(), engineHandlers(sim));
   const creds = grpc.ServerCredentials.createInsecure();
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, creds, (e, p) => e ? reject(e) : resolve(p))

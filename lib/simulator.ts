@@ -17,6 +17,7 @@ import type { KvEvent } from "./kv/block_manager.ts";
 import { BuiltinTokenizer } from "./tokenizer/builtin.ts";
 import { ToolCheckCache } from "./tools/checks.ts";
 import { LogprobMemo } from "./serving/logprobs.ts";
+import { InflightCalls } from "./serving/inflight.ts";
 import type { Dataset } from "./dataset/dataset.ts";
 
 /** Sleep-mode callbacks; `tags` are /wake_up's (empty when none were given). */
@@ -50,6 +51,8 @@ export class Simulator {
   readonly toolChecks = new ToolCheckCache();
   /** Recorded answers (--dataset-path), shared read-only by the process's pods; null: none. */
   dataset: Dataset | null = null;
+  /** Requests that outlived their submission, by request id (the gRPC Abort RPC). */
+  readonly inflight = new InflightCalls();
   /** Logprob entries written for this pod's answers (they repeat). */
   readonly logprobMemo = new LogprobMemo();
   /** Run on /sleep and /wake_up (e.g. the KV cache clears and re-enables itself). */

@@ -67,12 +67,20 @@ export async function serveGeneration<B>(
       continuousUsage: input.params.continuousUsage,
       signal: () => req.signal, // a streamed body is cancelled on disconnect anyway
       arrival: ctx.arrival,
-      onLong: () => ctx.holdConnection(),
+      // A long answer can be ended by the gRPC Abort RPC naming its request id.
+      onLong: (abort) => {
+        const release = ctx.holdConnection();
+        const forget = ctx.abortable(abort);
+        return () => {
+          release();
+          forget();
+        };
+      },
       id: meta.requestId,
     });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  let answer = completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival);
+  let answer = completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival, ctx);
   // A zero-latency answer is complete already: no await, no extra turn.
   if (answer instanceof Promise) answer = await answer;
   return jsonText(family.respond(meta, body, admitted, answer));

@@ -36,6 +36,11 @@ export interface RequestContext {
    * function is called.
    */
   holdConnection(): () => void;
+  /**
+   * A long answer can be ended by the gRPC Abort RPC naming this request's
+   * id: registers `abort` and returns the function that forgets it.
+   */
+  abortable(abort: () => void): () => void;
 }
 
 export type Handler = (req: Request, ctx: RequestContext) => Response | Promise<Response>;

@@ -245,6 +245,10 @@ class Context implements RequestContext {
     return () => requestDone(conn);
   }
 
+  abortable(abort: () => void): () => void {
+    return this.sim.inflight.add(this.requestId, abort);
+  }
+
   /** The handler returned (a held stream is released when it ends). */
   release(): void {
     this.#watch?.release();

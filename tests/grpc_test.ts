@@ -261,3 +261,46 @@ Deno.test("grpc: HTTP and gRPC served at the same time", async () => {
     await s.close();
   }
 });
+
+Deno.test("grpc: Abort also ends HTTP requests by their X-Request-Id (streamed or not)", async () => {
+  const { s, c } = await withGrpc(["--inter-token-latency", "200ms"]);
+  const engine = s.running.ranks[0].sim.engine;
+  try {
+    const body = (stream: boolean) =>
+      JSON.stringify({
+        model: "test-model",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 100,
+        ignore_eos: true,
+        stream,
+      });
+    const headers = (id: string) => ({ "content-type": "application/json", "x-request-id": id });
+    // Streamed: the body ends early once aborted.
+    const res = await fetch(`${s.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: headers("http-stream"),
+      body: body(true),
+    });
+    const text = res.text().catch(() => "(broken off)");
+    await waitFor(() => engine.runningCount === 1, 5000, "the stream running");
+    await unary(c, "Abort", { request_ids: ["http-stream"] });
+    await waitFor(() => engine.runningCount === 0, 5000, "the stream's slot freed");
+    assert.ok(!(await text).includes("[DONE]"), "the stream did not run to its end");
+    // Not streamed: the request ends without its answer.
+    const whole = fetch(`${s.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: headers("http-whole"),
+      body: body(false),
+    });
+    await waitFor(() => engine.runningCount === 1, 5000, "the request running");
+    await unary(c, "Abort", { request_ids: ["http-whole"] });
+    await waitFor(() => engine.runningCount === 0, 5000, "its slot freed");
+    const r = await whole;
+    await r.body?.cancel();
+    assert.notEqual(r.status, 200);
+    assert.equal(s.running.ranks[0].sim.inflight.size, 0, "nothing left registered");
+  } finally {
+    c.close();
+    await s.close();
+  }
+});

@@ -14,7 +14,7 @@ import type { Simulator } from "../simulator.ts";
 import { type CompletedAnswer, completedAnswer, type OutputEncoder } from "./output.ts";
 import type { GenerationFlags, GenerationParams, PromptInput } from "./params.ts";
 import { type GenerationPlan, OutputBudget, planGeneration } from "./plan.ts";
-import { collectPlans, type SignalSource, streamPlans } from "./stream.ts";
+import { type AbortRegistry, collectPlans, type SignalSource, streamPlans } from "./stream.ts";
 import { checkToolPolicy } from "../tools/calls.ts";
 import type { ToolCheckCache } from "../tools/checks.ts";
 import type { LogprobMemo } from "./logprobs.ts";
@@ -112,7 +112,7 @@ export interface StreamRun {
   signal: SignalSource;
   arrival: number;
   /** What the transport does while the answer outlives its submission. */
-  onLong?: () => () => void;
+  onLong?: (abort: () => void) => () => void;
   /** For the log line of a dropped reader. */
   id: string;
 }
@@ -145,8 +145,9 @@ export function completeAnswer(
   admitted: Admitted,
   signal: SignalSource,
   arrival: number,
+  abortable?: AbortRegistry,
 ): CompletedAnswer | Promise<CompletedAnswer> {
-  const running = collectPlans(sim.engine, admitted.plans, signal, arrival);
+  const running = collectPlans(sim.engine, admitted.plans, signal, arrival, abortable);
   if (running === null) return completedAnswer(admitted.plans);
   return running.then(() => completedAnswer(admitted.plans));
 }

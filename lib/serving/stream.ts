@@ -85,7 +85,7 @@ export interface StreamOptions {
    * is held up by its reader); the function it returns is called when the
    * stream ends. A zero-latency answer never calls it.
    */
-  onLong?: () => () => void;
+  onLong?: (abort: () => void) => () => void;
 }
 
 /**
@@ -195,7 +195,9 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
     const sinks = this.plans.map((_, p) => new PlanSink(this, p));
     this.#jobs = submitAll(this.engine, this.plans, sinks, this.opts.arrival);
     if (!this.#open) return;
-    this.#release = this.opts.onLong?.();
+    this.#release = this.opts.onLong?.(() =>
+      this.fail(new DOMException("aborted by the Abort RPC", "AbortError"))
+    );
     const signal = this.opts.signal?.();
     // A client that left before we got here never fires "abort".
     if (signal?.aborted) this.#cancelAll();
@@ -302,6 +304,11 @@ class SseStream implements UnderlyingDefaultSource<Uint8Array> {
   }
 }
 
+/** Where a long answer registers how to end it (the gRPC Abort RPC); returns the unregister. */
+export interface AbortRegistry {
+  abortable(abort: () => void): () => void;
+}
+
 /**
  * Runs the plans to the end for a non-streaming answer. Returns null when
  * they finished while being submitted (zero latency: no promise, nothing to
@@ -313,13 +320,18 @@ export function collectPlans(
   plans: readonly GenerationPlan[],
   signal?: SignalSource,
   arrival?: number,
+  abortable?: AbortRegistry,
 ): Promise<void> | null {
   let pending = plans.length;
   let resolve: (() => void) | undefined;
+  let release: (() => void) | undefined;
   let abort: ((reason: Error) => void) | undefined;
   const sink: JobSink = {
     onDone() {
-      if (--pending === 0) resolve?.();
+      if (--pending === 0) {
+        release?.();
+        resolve?.();
+      }
     },
     onAbort: () => abort?.(new ApiError(503, "The server is shutting down.")),
   };
@@ -330,9 +342,13 @@ export function collectPlans(
     resolve = res;
     const s = signal?.();
     abort = (reason) => {
+      release?.();
       for (const j of jobs) engine.cancel(j);
       reject(reason);
     };
+    release = abortable?.abortable(() =>
+      abort?.(new DOMException("aborted by the Abort RPC", "AbortError"))
+    );
     const gone = () => abort?.(new DOMException("client disconnected", "AbortError"));
     // A client that left before we got here never fires "abort".
     if (s?.aborted) gone();

@@ -71,37 +71,16 @@ interface GenerateRequest {
   stream: boolean;
 }
 
-/** Aborts of the pod's in-flight gRPC Generate calls, by request id. */
-export class InflightCalls {
-  readonly #calls = new Map<string, Set<() => void>>();
-
-  add(id: string, abort: () => void): () => void {
-    let set = this.#calls.get(id);
-    if (!set) this.#calls.set(id, set = new Set());
-    set.add(abort);
-    return () => {
-      set.delete(abort);
-      if (set.size === 0) this.#calls.delete(id);
-    };
-  }
-
-  abort(id: string): void {
-    for (const a of [...(this.#calls.get(id) ?? [])]) a();
-  }
-}
-
 /** The service's handlers for one pod. */
-export function engineHandlers(
-  sim: Simulator,
-  inflight: InflightCalls,
-): UntypedServiceImplementation {
+export function engineHandlers(sim: Simulator): UntypedServiceImplementation {
+  const inflight = sim.inflight;
   let lastReceive = 0;
   const received = () => lastReceive = Date.now() / 1000;
   return {
     Generate(call: ServerWritableStream<GenerateRequest, unknown>) {
       received();
       try {
-        generate(sim, inflight, call);
+        generate(sim, call);
       } catch (e) {
         // grpc-js sends a server stream's status when the call emits an error.
         call.emit("error", Object.assign(new Error(statusOf(e).details), statusOf(e)));
@@ -157,11 +136,7 @@ export function engineHandlers(
 }
 
 /** Generate: the request checked and planned, then its steps written as chunks and a complete. */
-function generate(
-  sim: Simulator,
-  inflight: InflightCalls,
-  call: ServerWritableStream<GenerateRequest, unknown>,
-): void {
+function generate(sim: Simulator, call: ServerWritableStream<GenerateRequest, unknown>): void {
   checkServing(sim);
   const failure = injectedFailure(sim);
   if (failure !== null && failure !== "timeout") throw failureError(failure, sim.config.model);
@@ -187,7 +162,7 @@ function generate(
   });
   const plan = admitted.plans[0];
   const run = new GrpcRun(sim.engine, plan, call, sim, req.stream);
-  const forget = inflight.add(id, () => run.abort());
+  const forget = sim.inflight.add(id, () => run.abort());
   call.on("cancelled", () => run.cancel());
   run.finished = forget;
   run.start();
