@@ -320,6 +320,8 @@ async function grpcListener(
   const { engineHandlers } = await import("./lib/api/grpc/engine.ts");
   const server = new grpc.Server();
   server.addService(engineService(), engineHandlers(sim));
+  const { addReflection } = await import("./lib/api/grpc/reflection.ts");
+  addReflection(server);
   const creds = grpc.ServerCredentials.createInsecure();
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, creds, (e, p) => e ? reject(e) : resolve(p))

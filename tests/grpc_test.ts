@@ -304,3 +304,78 @@ Deno.test("grpc: Abort also ends HTTP requests by their X-Request-Id (streamed o
     await s.close();
   }
 });
+
+/** The part of grpc.reflection.v1's proto a client needs to list services and fetch a file. */
+const REFLECTION_PROTO = `
+syntax = "proto3";
+package grpc.reflection.v1;
+service ServerReflection {
+  rpc ServerReflectionInfo(stream ServerReflectionRequest) returns (stream ServerReflectionResponse);
+}
+message ServerReflectionRequest {
+  string host = 1;
+  oneof message_request {
+    string file_by_filename = 3;
+    string file_containing_symbol = 4;
+    string list_services = 7;
+  }
+}
+message ServerReflectionResponse {
+  string valid_host = 1;
+  ServerReflectionRequest original_request = 2;
+  oneof message_response {
+    FileDescriptorResponse file_descriptor_response = 4;
+    ListServiceResponse list_services_response = 6;
+    ErrorResponse error_response = 7;
+  }
+}
+message FileDescriptorResponse { repeated bytes file_descriptor_proto = 1; }
+message ListServiceResponse { repeated ServiceResponse service = 1; }
+message ServiceResponse { string name = 1; }
+message ErrorResponse { int32 error_code = 1; string error_message = 2; }
+`;
+
+Deno.test("grpc: server reflection lists the engine service and describes it", async () => {
+  const protobuf = (await import("protobufjs")).default;
+  const root = protobuf.parse(REFLECTION_PROTO, { keepCase: true }).root;
+  const Req = root.lookupType("grpc.reflection.v1.ServerReflectionRequest");
+  const Res = root.lookupType("grpc.reflection.v1.ServerReflectionResponse");
+  const Reflection = grpc.makeGenericClientConstructor({
+    ServerReflectionInfo: {
+      path: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (o: object) => Req.encode(Req.fromObject(o)).finish(),
+      requestDeserialize: (b: Uint8Array) => Req.toObject(Req.decode(b)),
+      responseSerialize: (o: object) => Res.encode(Res.fromObject(o)).finish(),
+      responseDeserialize: (b: Uint8Array) => Res.toObject(Res.decode(b), { oneofs: true }),
+    },
+    // deno-lint-ignore no-explicit-any
+  } as any, "ServerReflection");
+  const { s, port } = await withGrpc();
+  const r = new Reflection(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Client;
+  try {
+    const ask = (req: Msg) =>
+      new Promise<Msg>((resolve, reject) => {
+        const call = r.ServerReflectionInfo();
+        call.on("data", (m: Msg) => {
+          resolve(m);
+          call.end();
+        });
+        call.on("error", reject);
+        call.write(req);
+      });
+    const list = await ask({ list_services: "" });
+    const names = list.list_services_response.service.map((x: Msg) => x.name);
+    assert.ok(names.includes("vllm.grpc.engine.VllmEngine"), JSON.stringify(names));
+    const file = await ask({ file_containing_symbol: "vllm.grpc.engine.VllmEngine" });
+    const bytes: Uint8Array[] = file.file_descriptor_response.file_descriptor_proto;
+    assert.ok(bytes.length >= 1);
+    const text = new TextDecoder().decode(bytes[0]);
+    assert.match(text, /GenerateRequest/);
+    assert.match(text, /vllm\.grpc\.engine/);
+  } finally {
+    r.close();
+    await s.close();
+  }
+});
