@@ -34,7 +34,7 @@ export interface RunningRank {
   /** Its KV events' ZMQ publisher, with --enable-kvcache and a zmq-endpoint. */
   publisher?: Publisher;
   /** Its gRPC-only listener, with --grpc-port. */
-  grpc?: { close(): Promise<void> };
+  grpc?: GrpcListener;
 }
 
 export interface Running {
@@ -222,8 +222,10 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
     for (const r of ranks) r.sim.held.releaseAll(); // `timeout` failures would hold the drain
+    // gRPC refuses new calls from now on (Unavailable) and lets running ones end.
     const drained = Promise.all([
       ...ranks.map((r) => r.listener.shutdown()),
+      ...ranks.map((r) => r.grpc?.drain()),
       metrics?.listener.shutdown(),
     ]);
     if (!await settlesWithin(drained, cfg["shutdown-timeout"])) {
@@ -235,10 +237,10 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       });
       for (const r of ranks) r.sim.engine.abortAll();
       await settlesWithin(drained, 1000);
+      for (const r of ranks) r.grpc?.force();
     }
     for (const r of ranks) {
       r.publisher?.close();
-      await r.grpc?.close();
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
       r.watcher.close();
@@ -300,6 +302,14 @@ async function startDataset(
   }
 }
 
+/** A rank's gRPC listener: drained with the HTTP ones, forced past the shutdown-timeout. */
+interface GrpcListener {
+  /** Refuses new calls (Unavailable) and resolves when the running ones have ended. */
+  drain(): Promise<void>;
+  /** Ends whatever is still open. */
+  force(): void;
+}
+
 /**
  * --grpc-port: a gRPC-only listener for one rank (@grpc/grpc-js on
  * node:http2, loaded only then), cleartext h2c.
@@ -310,7 +320,7 @@ async function grpcListener(
   port: number,
   tls: Tls,
   opts: StartOptions,
-): Promise<{ close(): Promise<void> }> {
+): Promise<GrpcListener> {
   if ("cert" in tls) {
     // node:http2's TLS server under Deno fails grpc-js clients' handshakes: not offered yet.
     throw new Error("--grpc-port with --ssl-certfile: gRPC over TLS is not supported yet");
@@ -328,18 +338,8 @@ async function grpcListener(
   );
   if (!opts.quiet) sim.log.info("gRPC listening", { rank: sim.rank, port: bound });
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        // Calls still open past a moment are ended.
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    drain: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+    force: () => server.forceShutdown(),
   };
 }
 

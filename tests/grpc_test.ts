@@ -379,3 +379,28 @@ Deno.test("grpc: server reflection lists the engine service and describes it", a
     await s.close();
   }
 });
+
+Deno.test("grpc: a draining server refuses new calls; past the shutdown-timeout running ones end Unavailable", async () => {
+  const { s, c } = await withGrpc(["--inter-token-latency", "500ms", "--shutdown-timeout", "1s"]);
+  const engine = s.running.ranks[0].sim.engine;
+  try {
+    const slow = generate(c, {
+      request_id: "slow",
+      tokenized: { input_ids: [1, 2] },
+      sampling_params: { max_tokens: 100, ignore_eos: true },
+      stream: true,
+    });
+    const slowEnd = slow.done.then(() => null, (e) => e);
+    await waitFor(() => engine.runningCount === 1, 5000, "running");
+    const stopping = s.close();
+    await sleep(100);
+    const late = await unary(c, "HealthCheck", {}).then(() => null, (e) => e);
+    assert.equal(late?.code, grpc.status.UNAVAILABLE, "a new call while draining");
+    const err = await slowEnd;
+    assert.equal(err?.code, grpc.status.UNAVAILABLE);
+    assert.match(err.details, /shutting down/);
+    await stopping;
+  } finally {
+    c.close();
+  }
+});
