@@ -45,6 +45,8 @@ export interface SentenceTable {
 
 export interface Tokenizer {
   readonly kind: TokenizerKind;
+  /** The vocabulary's size (one past the highest id), when the tokenizer has one. */
+  readonly vocabSize?: number;
   /** A text prompt's ids (completions, /tokenize, embeddings, render). */
   encode(text: string, addSpecialTokens?: boolean): Encoding | Promise<Encoding>;
   /** A chat's ids: the model's chat template, or the built-in chat text. */

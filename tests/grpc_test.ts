@@ -404,3 +404,27 @@ Deno.test("grpc: a draining server refuses new calls; past the shutdown-timeout 
     c.close();
   }
 });
+
+Deno.test("grpc: GetModelInfo reports a real tokenizer's vocabulary size", async () => {
+  const { QWEN_TOKENIZER_JSON, qwenTokenizerDir } = await import("./fixtures/qwen_tokenizer.ts");
+  const json = QWEN_TOKENIZER_JSON as {
+    model: { vocab: Record<string, number> };
+    added_tokens: { id: number }[];
+  };
+  const ids = [...Object.values(json.model.vocab), ...json.added_tokens.map((t) => t.id)];
+  const expected = ids.reduce((m, id) => Math.max(m, id), 0) + 1;
+  const { s, c } = await withGrpc([
+    "--model",
+    "Qwen/Qwen2.5-1.5B-Instruct",
+    "--tokenizer",
+    qwenTokenizerDir(),
+  ]);
+  try {
+    const info = await unary(c, "GetModelInfo", {});
+    assert.equal(info.vocab_size, expected);
+    assert.ok(expected > 150_000);
+  } finally {
+    c.close();
+    await s.close();
+  }
+});

@@ -228,6 +228,10 @@ export const SEGMENT_CACHE_CHARS = 8_000_000;
 const MAX_CACHED_SEGMENT = 256 * 1024;
 
 export class HuggingFaceTokenizer implements Tokenizer {
+  /** One past the highest id of the vocabulary and the added tokens. */
+  get vocabSize(): number {
+    return this.files.vocabSize;
+  }
   readonly kind: TokenizerKind = "huggingface";
   #sentences: SentenceTable | null = null;
   readonly #cache = new TextCache(SEGMENT_CACHE_CHARS, MAX_CACHED_SEGMENT);

@@ -119,7 +119,8 @@ export function engineHandlers(sim: Simulator): UntypedServiceImplementation {
         model_path: sim.config.model,
         is_generation: true,
         max_context_length: sim.config["max-model-len"],
-        vocab_size: 0,
+        // The built-in tokenizer has no vocabulary: 0, as the reference answers.
+        vocab_size: sim.tokenizer.vocabSize ?? 0,
         supports_vision: false,
       });
     },
