@@ -758,8 +758,8 @@ async function grpcRows(): Promise<void> {
     what: "Token timing, 100 streams, TTFT 100 ms, ITL 20 ms: gRPC Generate vs HTTP SSE",
     sim: t(paced.grpc),
     baseline: t(paced.sse),
-    result: `TTFT +${fmt(paced.grpc.ttftP50 - 100, 1)} ms, ITL p50 +${
-      fmt(paced.grpc.itlP50 - 20, 1)
+    result: `TTFT ${signed(paced.grpc.ttftP50 - 100)} ms, ITL p50 ${
+      signed(paced.grpc.itlP50 - 20)
     } ms`,
     target: "recorded",
     met: null,
