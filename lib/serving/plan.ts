@@ -217,6 +217,21 @@ export function planGeneration(
   };
 }
 
+/**
+ * The token ids of token k of choice j, whose text is `text` (generate and
+ * gRPC answer with ids): a dataset's answer gives its recorded ids, anything
+ * else (built-in text, a recording's padding) the tokenizer's ids of the piece.
+ */
+export function tokenIdsAt(
+  plan: GenerationPlan,
+  j: number,
+  tokenizer: Tokenizer,
+): (text: string, k: number) => number[] {
+  const recorded = plan.recorded?.[j]?.answer.ids;
+  if (!recorded) return (text) => tokenizer.pieceIds(text);
+  return (text, k) => k < recorded.length ? [recorded[k]] : tokenizer.pieceIds(text);
+}
+
 /** Each choice's tool calls (null: a text answer); undefined when no choice got any. */
 function drawCalls(
   sim: Simulator,

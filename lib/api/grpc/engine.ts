@@ -19,7 +19,7 @@ import type { OutputEncoder } from "../../serving/output.ts";
 import type { GenerationParams, PromptInput } from "../../serving/params.ts";
 import { admit, checkServing, injectedFailure } from "../../serving/pipeline.ts";
 import { AnswerRenderer } from "../../serving/render.ts";
-import type { GenerationPlan } from "../../serving/plan.ts";
+import { type GenerationPlan, tokenIdsAt } from "../../serving/plan.ts";
 import type { Simulator } from "../../simulator.ts";
 import { embeddingVector } from "../openai/embeddings.ts";
 
@@ -51,10 +51,12 @@ export function grpcCode(status: number): number {
   }
 }
 
-/** A thrown error as a gRPC status (anything that is not an ApiError is Internal). */
-function statusOf(e: unknown): { code: number; details: string } {
-  if (e instanceof ApiError) return { code: grpcCode(e.status), details: e.message };
-  return { code: Code.INTERNAL, details: "Internal server error" };
+/** A thrown error as a gRPC status error (anything that is not an ApiError is Internal). */
+function grpcError(e: unknown): Error & { code: number; details: string } {
+  const [code, details] = e instanceof ApiError
+    ? [grpcCode(e.status), e.message]
+    : [Code.INTERNAL, "Internal server error"];
+  return Object.assign(new Error(details), { code, details });
 }
 
 interface TokenizedInput {
@@ -83,7 +85,7 @@ export function engineHandlers(sim: Simulator): UntypedServiceImplementation {
         generate(sim, call);
       } catch (e) {
         // grpc-js sends a server stream's status when the call emits an error.
-        call.emit("error", Object.assign(new Error(statusOf(e).details), statusOf(e)));
+        call.emit("error", grpcError(e));
       }
     },
     Embed(
@@ -102,7 +104,7 @@ export function engineHandlers(sim: Simulator): UntypedServiceImplementation {
           embedding_dim: d,
         });
       } catch (e) {
-        cb(Object.assign(new Error(statusOf(e).details), statusOf(e)));
+        cb(grpcError(e));
       }
     },
     HealthCheck(_call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) {
@@ -257,12 +259,11 @@ class GrpcRun implements JobSink {
   }
 
   #encoder(): OutputEncoder {
-    const tokenizer = this.sim.tokenizer;
-    const recorded = this.plan.recorded?.[0]?.answer.ids;
+    const idsOf = tokenIdsAt(this.plan, 0, this.sim.tokenizer);
     return {
       start: () => "",
       token: (_index, text, k) => {
-        const ids = recorded && k < recorded.length ? [recorded[k]] : tokenizer.pieceIds(text);
+        const ids = idsOf(text, k);
         for (const id of ids) this.#ids.push(id);
         if (this.stream && !this.#done) {
           this.call.write({

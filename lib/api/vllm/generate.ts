@@ -8,6 +8,7 @@ import { badRequest } from "../../errors.ts";
 import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
 import type { GenerationParams } from "../../serving/params.ts";
 import type { Admitted, GenerationInput } from "../../serving/pipeline.ts";
+import { tokenIdsAt } from "../../serving/plan.ts";
 import type { Tokenizer } from "../../tokenizer.ts";
 import { isObject, isTokenId, optBool, optObject, optString } from "../../validate.ts";
 import { type AnswerMeta, SSE_DONE, usageText } from "../openai/common.ts";
@@ -111,16 +112,14 @@ export function generateEncoder(
   tokenizer: Tokenizer,
   admitted: Admitted,
 ): OutputEncoder {
-  const recorded = admitted.plans[0].recorded?.[0]?.answer.ids;
+  const idsOf = tokenIdsAt(admitted.plans[0], 0, tokenizer);
   const head = `data: {"request_id":${JSON.stringify(meta.requestId)},"choices":[`;
   const frame = (ids: readonly number[], finish: FinishReason | null) =>
     `${head}{"index":0,"finish_reason":${finish === null ? "null" : `"${finish}"`},` +
     `"token_ids":${JSON.stringify(ids)}}]}\n\n`;
   return {
     start: () => "",
-    // A dataset's answer streams its recorded ids (a built-in padding, the tokenizer's).
-    token: (_index, text, k, finish) =>
-      frame(recorded && k < recorded.length ? [recorded[k]] : tokenizer.pieceIds(text), finish),
+    token: (_index, text, k, finish) => frame(idsOf(text, k), finish),
     choiceEnd: (_index, finish, tokens) => tokens > 0 ? "" : frame([], finish),
     end: (u) =>
       (body.params.includeUsage ? `${head}],"usage":${usageText(u)}}\n\n` : "") + SSE_DONE,
