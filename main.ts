@@ -7,6 +7,9 @@ import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "
 import type { LoadedConfig } from "./lib/config.ts";
 import { Logger } from "./lib/log.ts";
 import { SupervisedServer } from "./lib/net/listener.ts";
+import { type FrontPort, processFront } from "./lib/net/front.ts";
+import { type GrpcStreamHandler, type H2Server, startH2Server } from "./lib/net/h2_server.ts";
+import type { GrpcService } from "./lib/api/grpc/service.ts";
 import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
 import { guardProcess } from "./lib/process_guard.ts";
 import { loggerFor, Simulator } from "./lib/simulator.ts";
@@ -33,8 +36,14 @@ export interface RunningRank {
   connections?: ConnectionTable;
   /** Its KV events' ZMQ publisher, with --enable-kvcache and a zmq-endpoint. */
   publisher?: Publisher;
-  /** Its gRPC-only listener, with --grpc-port. */
-  grpc?: GrpcListener;
+  /** Its gRPC-only port, with --grpc-port: every connection goes to its HTTP/2 server. */
+  grpcPort?: FrontPort;
+  /** The front door's public port (HTTP/1.x, HTTP/2 and gRPC), unless gRPC is off. */
+  front?: FrontPort;
+  /** Its HTTP/2 server behind the front door. */
+  h2?: H2Server;
+  /** Its gRPC service, once loaded. */
+  grpcService?: Promise<GrpcService>;
 }
 
 export interface Running {
@@ -56,10 +65,10 @@ export interface StartOptions {
 /** A listener that could not start (port taken, bad certificate, ...). */
 export class StartupError extends Error {}
 
-type Tls = { cert: string; key: string } | Record<string, never>;
+type Tls = { cert: string; key: string } | undefined;
 
 function tlsOptions(cfg: LoadedConfig["config"]): Tls {
-  if (!cfg["ssl-certfile"] || !cfg["ssl-keyfile"]) return {};
+  if (!cfg["ssl-certfile"] || !cfg["ssl-keyfile"]) return undefined;
   try {
     return {
       cert: Deno.readTextFileSync(cfg["ssl-certfile"]),
@@ -98,7 +107,13 @@ function onError(sim: Simulator) {
   };
 }
 
-function listen(
+/**
+ * A rank's listeners. Its Deno.serve answers HTTP/1.x; unless gRPC is off
+ * (--mm-encoder-only), it listens on 127.0.0.1 behind the front door
+ * (lib/net/front.ts), which owns the public port and relays HTTP/2
+ * connections to the rank's node:http2 server (gRPC and HTTP/2 REST).
+ */
+async function listen(
   loaded: LoadedConfig,
   rank: number,
   port: number,
@@ -113,46 +128,101 @@ function listen(
   const sim = new Simulator(loaded, log, rank, tokenizer.create());
   sim.dataset = dataset;
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
-  const scheme = "cert" in tls ? "https" : "http";
-  return new Promise((resolve) => {
-    // The router needs the real port (for x-inference-port), known on listen.
-    let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
-    const listener = new SupervisedServer(
-      (again) =>
-        Deno.serve({
-          hostname: cfg.host,
-          port: again ?? port,
-          ...tls,
-          onListen: (addr) => {
-            if (again !== undefined) return;
-            const real = (addr as Deno.NetAddr).port;
-            sim.port = real;
-            const watcher = new DisconnectWatcher(real);
-            const connections = connectionTable(sim, real);
-            handler = createRouter(sim, ROUTES, real, {
-              podName: env.POD_NAME,
-              podNamespace: env.POD_NAMESPACE,
-            }, { watcher, connections });
-            if (!opts.quiet) {
-              sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${real}` });
-            }
-            queueMicrotask(() =>
-              resolve({
-                sim,
-                port: real,
-                url: `${scheme}://${sim.reachableHost}:${real}`,
-                listener,
-                watcher,
-                connections,
-              })
-            );
-          },
-          onError: onError(sim),
-        }, (req, info) => handler(req, info)),
-      () => sim.port,
-      sim.log,
-    );
+  const scheme = tls ? "https" : "http";
+  const fronted = cfg.grpc && !cfg["mm-encoder-only"];
+  // Answers 503 until the public port is known (the router reports it in x-inference-port).
+  let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
+  const { listener, port: servePort } = await serveHttp(
+    sim,
+    fronted ? { hostname: "127.0.0.1", port: 0 } : { hostname: cfg.host, port, tls },
+    (req, info) => handler(req, info),
+  );
+  const rr: RunningRank = { sim, port: servePort, url: "", listener, watcher: null! };
+  try {
+    if (fronted) {
+      let rest: ServeHandler = handler;
+      const grpc = lazyGrpc(rr);
+      rr.h2 = await startH2Server((req) => rest(req), grpc);
+      rr.front = await processFront.listen({
+        hostname: cfg.host,
+        port,
+        tls,
+        http1Port: servePort,
+        h2Port: rr.h2.port,
+        firstByteMs: cfg["idle-timeout"],
+      }, sim.log);
+      rr.port = rr.front.port;
+      // HTTP/2 requests are not on Deno.serve's connections: no watcher, no reaper record.
+      rest = createRouter(sim, ROUTES, rr.port, podIds(env), {});
+    }
+  } catch (e) {
+    await listener.shutdown();
+    rr.h2?.force();
+    throw e;
+  }
+  sim.port = rr.port;
+  rr.watcher = new DisconnectWatcher(servePort);
+  rr.connections = connectionTable(sim, servePort);
+  handler = createRouter(sim, ROUTES, rr.port, podIds(env), {
+    watcher: rr.watcher,
+    connections: rr.connections,
   });
+  rr.url = `${scheme}://${sim.reachableHost}:${rr.port}`;
+  if (!opts.quiet) {
+    sim.log.info("listening", { rank, address: `${scheme}://${cfg.host}:${rr.port}` });
+  }
+  return rr;
+}
+
+function podIds(env: Record<string, string | undefined>) {
+  return { podName: env.POD_NAME, podNamespace: env.POD_NAMESPACE };
+}
+
+/** A Deno.serve that outlives accept failures; resolves once it listens. */
+function serveHttp(
+  sim: Simulator,
+  where: { hostname: string; port: number; tls?: Tls },
+  handler: ServeHandler,
+): Promise<{ listener: SupervisedServer; port: number }> {
+  return new Promise((resolve, reject) => {
+    let port = 0;
+    try {
+      const listener = new SupervisedServer(
+        (again) =>
+          Deno.serve({
+            hostname: where.hostname,
+            port: again ?? where.port,
+            ...where.tls,
+            onListen: (addr) => {
+              if (again !== undefined) return;
+              port = (addr as Deno.NetAddr).port;
+              queueMicrotask(() => resolve({ listener, port }));
+            },
+            onError: onError(sim),
+          }, (req, info) => handler(req, info)),
+        () => port,
+        sim.log,
+      );
+    } catch (e) {
+      reject(e);
+    }
+  });
+}
+
+/**
+ * The rank's gRPC service, loaded with @grpc/grpc-js on the first gRPC
+ * stream (or at start with --grpc-port): a plain start does not load it.
+ */
+function lazyGrpc(rr: RunningRank): GrpcStreamHandler {
+  return (stream, headers) => {
+    rr.grpcService ??= import("./lib/api/grpc/service.ts").then((m) => m.grpcService(rr.sim));
+    rr.grpcService.then((svc) => svc.handle(stream, headers), (e) => {
+      rr.sim.log.error("gRPC service failed to start", { error: String(e) });
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "13" }, {
+        endStream: true,
+      });
+    });
+  };
 }
 
 /** --metrics-port: a second listener serving only rank 0's GET /metrics. */
@@ -222,12 +292,18 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
     for (const r of ranks) r.sim.held.releaseAll(); // `timeout` failures would hold the drain
-    // gRPC refuses new calls from now on (Unavailable) and lets running ones end.
+    // No new connections; gRPC refuses new calls from now on (Unavailable)
+    // and lets running ones end.
+    await Promise.all(ranks.flatMap((r) => [r.front?.stop(), r.grpcPort?.stop()]));
+    for (const r of ranks) r.grpcService?.then((s) => s.refuseNew(), () => {});
     const drained = Promise.all([
       ...ranks.map((r) => r.listener.shutdown()),
-      ...ranks.map((r) => r.grpc?.drain()),
+      ...ranks.map((r) => r.h2?.drain()),
       metrics?.listener.shutdown(),
-    ]);
+    ]).then(() =>
+      // The relays deliver the answers' last bytes.
+      Promise.all(ranks.flatMap((r) => [r.front?.drained(), r.grpcPort?.drained()]))
+    );
     if (!await settlesWithin(drained, cfg["shutdown-timeout"])) {
       // Past the deadline: end every answer still running. A connection
       // that is still uploading is left to the process exit.
@@ -237,9 +313,15 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       });
       for (const r of ranks) r.sim.engine.abortAll();
       await settlesWithin(drained, 1000);
-      for (const r of ranks) r.grpc?.force();
+      for (const r of ranks) {
+        r.h2?.force();
+        r.front?.drop();
+        r.grpcPort?.drop();
+      }
     }
     for (const r of ranks) {
+      r.front?.release();
+      r.grpcPort?.release();
       r.publisher?.close();
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
@@ -263,8 +345,20 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     for (const r of ranks) r.publisher = await kvPublisher(r.sim, env);
     if (cfg["grpc-port"] !== undefined) {
       for (const r of ranks) {
+        if (!r.h2) continue; // no gRPC in --mm-encoder-only mode, nor with --no-grpc
         port = cfg["grpc-port"] + r.sim.rank;
-        r.grpc = await grpcListener(r.sim, cfg.host, port, tls, opts);
+        r.grpcPort = await processFront.listen({
+          hostname: cfg.host,
+          port,
+          tls,
+          // gRPC only: whatever a connection speaks, it goes to the HTTP/2 server.
+          http1Port: r.h2.port,
+          h2Port: r.h2.port,
+          firstByteMs: cfg["idle-timeout"],
+        }, r.sim.log);
+        if (!opts.quiet) {
+          r.sim.log.info("gRPC listening", { rank: r.sim.rank, port: r.grpcPort.port });
+        }
       }
     }
     if (cfg["metrics-port"] !== undefined) {
@@ -300,47 +394,6 @@ async function startDataset(
     }
     throw e;
   }
-}
-
-/** A rank's gRPC listener: drained with the HTTP ones, forced past the shutdown-timeout. */
-interface GrpcListener {
-  /** Refuses new calls (Unavailable) and resolves when the running ones have ended. */
-  drain(): Promise<void>;
-  /** Ends whatever is still open. */
-  force(): void;
-}
-
-/**
- * --grpc-port: a gRPC-only listener for one rank (@grpc/grpc-js on
- * node:http2, loaded only then), cleartext h2c.
- */
-async function grpcListener(
-  sim: Simulator,
-  host: string,
-  port: number,
-  tls: Tls,
-  opts: StartOptions,
-): Promise<GrpcListener> {
-  if ("cert" in tls) {
-    // node:http2's TLS server under Deno fails grpc-js clients' handshakes: not offered yet.
-    throw new Error("--grpc-port with --ssl-certfile: gRPC over TLS is not supported yet");
-  }
-  const grpc = await import("@grpc/grpc-js");
-  const { engineService } = await import("./lib/api/grpc/codec.ts");
-  const { engineHandlers } = await import("./lib/api/grpc/engine.ts");
-  const server = new grpc.Server();
-  server.addService(engineService(), engineHandlers(sim));
-  const { addReflection } = await import("./lib/api/grpc/reflection.ts");
-  addReflection(server);
-  const creds = grpc.ServerCredentials.createInsecure();
-  const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, creds, (e, p) => e ? reject(e) : resolve(p))
-  );
-  if (!opts.quiet) sim.log.info("gRPC listening", { rank: sim.rank, port: bound });
-  return {
-    drain: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
-    force: () => server.forceShutdown(),
-  };
 }
 
 /**

@@ -297,6 +297,12 @@ export const OPTIONS = {
       bool(false, { help: "encoder-only multimodal mode", negatable: true }),
     ),
     "metrics-port": optInt({ help: "extra listener serving only /metrics", min: 1, max: 65535 }),
+    grpc: bool(true, {
+      help: "serve gRPC (vllm.grpc.engine.VllmEngine) on the API port too, through a relay " +
+        "thread that owns the port; --no-grpc leaves the port to Deno.serve alone " +
+        "(HTTP/1.1 and HTTP/2 REST, one descriptor per connection instead of three)",
+      negatable: true,
+    }),
     "grpc-port": optInt({
       help: "a gRPC-only listener (vllm.grpc.engine.VllmEngine); rank r on port + r",
       min: 1,

@@ -14,11 +14,11 @@
 import type { Logger } from "../log.ts";
 
 /** Descriptors kept free before listening again. */
-const HEADROOM = 64;
+export const HEADROOM = 64;
 const RETRY_MS = 250;
 
 /** Open descriptors and the soft limit, from /proc; null where unreadable. */
-function descriptorUse(): { open: number; limit: number } | null {
+export function descriptorUse(): { open: number; limit: number } | null {
   try {
     const m = /^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync("/proc/self/limits"));
     let open = 0;
