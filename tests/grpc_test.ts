@@ -1,7 +1,9 @@
 /**
- * The gRPC engine service on --grpc-port (grpc.md) through a real
- * @grpc/grpc-js client built from the same proto: every RPC, token timing,
- * errors, Abort and a client cancel freeing the slot, HTTP at the same time.
+ * The gRPC engine service (grpc.md) through a real @grpc/grpc-js client built
+ * from the same proto, on the API port itself (the front door,
+ * lib/net/front.ts) unless a test says otherwise: every RPC, token timing,
+ * errors, Abort and a client cancel freeing the slot, HTTP/1.1, HTTP/2 REST
+ * and gRPC on one port at once, --grpc-port, TLS.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
@@ -15,12 +17,16 @@ type Msg = any;
 
 const Engine = grpc.makeGenericClientConstructor(engineService(), "VllmEngine");
 
+/** A simulator and a gRPC client of its API port (or of a --grpc-port listener with `own`). */
 async function withGrpc(
   args: string[] = [],
   env: Record<string, string> = {},
+  own = false,
 ): Promise<{ s: TestServer; c: Client; port: number }> {
-  const port = freePort();
-  const s = await startSim(["--grpc-port", String(port), ...args], env);
+  const extra = own ? ["--grpc-port", String(freePort())] : [];
+  const s = await startSim([...extra, ...args], env);
+  const rank = s.running.ranks[0];
+  const port = own ? rank.grpcPort!.port : rank.port;
   const c = new Engine(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   return { s, c, port };
 }
@@ -238,10 +244,13 @@ Deno.test("grpc: errors map to gRPC codes; bad input never crashes", async () =>
   }
 });
 
-Deno.test("grpc: HTTP and gRPC served at the same time", async () => {
-  const { s, c } = await withGrpc(["--time-to-first-token", "50ms"]);
+Deno.test("grpc: HTTP/1.1, HTTP/2 REST and gRPC on the API port at once", async () => {
+  const { s, c, port } = await withGrpc(["--time-to-first-token", "50ms"]);
+  assert.equal(port, Number(new URL(s.url).port), "gRPC on the HTTP port itself");
+  // HTTP/2 with prior knowledge (h2c), as `curl --http2-prior-knowledge` speaks it.
+  const h2 = Deno.createHttpClient({ http1: false, http2: true });
   try {
-    const both = await Promise.all([
+    const [g, chat, rest, models] = await Promise.all([
       generate(c, {
         request_id: "g",
         tokenized: { input_ids: [1, 2] },
@@ -253,9 +262,72 @@ Deno.test("grpc: HTTP and gRPC served at the same time", async () => {
         messages: [{ role: "user", content: "hi" }],
         max_tokens: 3,
       }),
+      fetch(`${s.url}/v1/chat/completions`, {
+        client: h2,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "test-model",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 2,
+          stream: true,
+        }),
+      }).then(async (r) => ({
+        status: r.status,
+        type: r.headers.get("content-type"),
+        text: await r.text(),
+      })),
+      fetch(`${s.url}/v1/models`, { client: h2 }).then((r) => r.json()),
     ]);
-    assert.equal(both[0].at(-1)!.m.response, "complete");
-    assert.ok(both[1].choices[0].message.content!.length > 0);
+    assert.equal(g.at(-1)!.m.response, "complete");
+    assert.ok(chat.choices[0].message.content!.length > 0);
+    // HTTP/2 REST is the route table's, SSE included.
+    assert.equal(rest.status, 200);
+    assert.match(rest.type!, /^text\/event-stream/);
+    assert.match(rest.text, /"object":"chat\.completion\.chunk"/);
+    assert.match(rest.text, /data: \[DONE\]\n\n$/);
+    assert.equal(models.data[0].id, "test-model");
+    // HTTP/2 errors keep their family's shape.
+    const missing = await fetch(`${s.url}/v1/nothing`, { client: h2 });
+    assert.equal(missing.status, 404);
+    assert.match((await missing.json()).error.message, /Not Found/);
+  } finally {
+    h2.close();
+    c.close();
+    await s.close();
+  }
+});
+
+Deno.test("grpc: --grpc-port adds a gRPC-only listener", async () => {
+  const { s, c, port } = await withGrpc([], {}, true);
+  try {
+    assert.notEqual(port, Number(new URL(s.url).port));
+    assert.equal((await unary(c, "HealthCheck", {})).healthy, true);
+    // HTTP/1.1 there gets no HTTP answer: the connection is closed.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(new TextEncoder().encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const buf = new Uint8Array(1024);
+    const n = await conn.read(buf).catch(() => null);
+    conn.close();
+    assert.ok(n === null || !/^HTTP\/1/.test(new TextDecoder().decode(buf.subarray(0, n))));
+    // The API port serves gRPC as well.
+    const api = new Engine(new URL(s.url).host, grpc.credentials.createInsecure());
+    assert.equal((await unary(api, "HealthCheck", {})).healthy, true);
+    api.close();
+  } finally {
+    c.close();
+    await s.close();
+  }
+});
+
+Deno.test("grpc: --no-grpc leaves the port to HTTP alone", async () => {
+  const { s, c } = await withGrpc(["--no-grpc"]);
+  try {
+    assert.equal(s.running.ranks[0].front, undefined);
+    assert.equal(await s.post("/v1/models", {}).then((r) => r.status), 405);
+    const err = await unary(c, "HealthCheck", {}).then(() => null, (e) => e);
+    assert.ok(err !== null, "no gRPC answer");
+    assert.notEqual(err.code, grpc.status.OK);
   } finally {
     c.close();
     await s.close();

@@ -15,8 +15,8 @@
 /// <reference lib="deno.worker" />
 import type { FrontCommand, FrontEvent, FrontListen } from "./front.ts";
 import { descriptorUse, HEADROOM } from "./listener.ts";
+import { classify } from "./preface.ts";
 
-const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Relay buffers start small (many idle connections) and grow with the traffic. */
 const MIN_BUFFER = 4 * 1024;
 const MAX_BUFFER = 64 * 1024;
@@ -219,16 +219,8 @@ async function sniff(conn: Deno.Conn, ms: number): Promise<[boolean, Uint8Array]
     const n = await readWithin(conn, buf.subarray(have), left);
     if (n === null) return null;
     have += n;
-    const k = Math.min(have, PREFACE.length);
-    let same = true;
-    for (let i = 0; i < k; i++) {
-      if (buf[i] !== PREFACE[i]) {
-        same = false;
-        break;
-      }
-    }
-    if (!same) return [false, buf.slice(0, have)];
-    if (have >= PREFACE.length) return [true, buf.slice(0, have)];
+    const kind = classify(buf, have);
+    if (kind !== "more") return [kind === "h2", buf.slice(0, have)];
   }
 }
 
