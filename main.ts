@@ -280,14 +280,21 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   }
   const basePort = opts.port ?? cfg.port;
   const tls = tlsOptions(cfg);
+  // The front door's thread boots while the tokenizer and the pods are made.
+  const unwarm = cfg.grpc && !cfg["mm-encoder-only"] ? processFront.warm() : () => {};
   let tokenizer: TokenizerChoice;
   try {
     tokenizer = await selectTokenizer(loaded, env, opts.quiet ? new Logger("error") : log);
   } catch (e) {
+    unwarm();
     if (e instanceof TokenizerLoadError) throw new StartupError(`tokenizer: ${e.message}`);
     throw e;
   }
-  const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer);
+  const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer)
+    .catch((e) => {
+      unwarm();
+      throw e;
+    });
   const ranks: RunningRank[] = [];
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
@@ -367,9 +374,11 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     }
   } catch (e) {
     // Whatever did start is closed again: no half-started server lingers.
+    unwarm();
     await shutdown();
     throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
+  unwarm(); // the ports hold the thread now
   return { ranks, url: ranks[0].url, shutdown };
 }
 

@@ -19,6 +19,7 @@
  *   LAT_N=1000 deno run -A bench/latency.ts # only some concurrency levels
  *   LAT_BARE=0 / LAT_STAMP=read / LAT_CLIENT=deno  # no bare row / read-time arrivals / Deno client
  *   LAT_TOKENS=1000                          # longer answers (default 200)
+ *   LAT_ARGS="--no-grpc"                     # extra simulator flags (space-separated)
  *   import { latencyBench } from "./latency.ts"  # from the suite runner
  */
 import { startServers } from "../main.ts";
@@ -385,7 +386,9 @@ export async function latencyBench(): Promise<string> {
 }
 
 /** Runs the benchmark: the markdown table and the figures behind it. */
-export async function latencyRun(): Promise<
+export async function latencyRun(
+  opts: { args?: string[]; levels?: number[]; bare?: boolean } = {},
+): Promise<
   { markdown: string; rows: LatencyRow[]; bare: ClientResult | null }
 > {
   const running = await startServers([
@@ -401,7 +404,9 @@ export async function latencyRun(): Promise<
     "100000",
     "--seed",
     "1",
+    ...(opts.args ?? (Deno.env.get("LAT_ARGS") ?? "").split(" ").filter((a) => a !== "")),
   ], { port: 0, quiet: true, env: {} });
+  const levels = opts.levels ?? CONCURRENCY;
   const sim = running.ranks[0].sim;
   // Server-side pacing error: emission time vs the token's absolute deadline.
   let serverErrs: number[] = [];
@@ -413,7 +418,7 @@ export async function latencyRun(): Promise<
   const rows: string[] = [];
   const figures: LatencyRow[] = [];
   try {
-    for (const n of CONCURRENCY) {
+    for (const n of levels) {
       serverErrs = [];
       const r = await runClients(running.url, n);
       const s = stats(serverErrs);
@@ -425,8 +430,8 @@ export async function latencyRun(): Promise<
   }
   // The yardstick: a bare Deno.serve pacing the same streams (one timer per
   // stream, nothing else), measured by the same clients at the largest level.
-  const top = Math.max(...CONCURRENCY);
-  const bare = Deno.env.get("LAT_BARE") === "0" ? null : await pacedBaseline(top);
+  const top = Math.max(...levels);
+  const bare = (opts.bare ?? Deno.env.get("LAT_BARE") !== "0") ? await pacedBaseline(top) : null;
   if (bare) rows.push(`| ${top}, bare Deno.serve | ${cells(bare, null)}`);
   const markdown = [
     `### Latency accuracy (TTFT ${TTFT} ms, ITL ${ITL} ms, ${TOKENS} tokens, streaming completions)`,

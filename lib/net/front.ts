@@ -104,10 +104,7 @@ export class FrontDoor {
       released = true;
       this.#listeners.delete(id);
       drainedNow();
-      if (--this.#open === 0 && this.#worker) {
-        this.#worker.terminate();
-        this.#worker = null;
-      }
+      this.#unhold();
     };
     const e = await ask({ op: "listen", id, ...spec });
     if (e.op !== "listening") {
@@ -125,6 +122,28 @@ export class FrontDoor {
       drop: () => this.#worker?.postMessage({ op: "drop", id } satisfies FrontCommand),
       release,
     };
+  }
+
+  /**
+   * Starts the thread ahead of the first port (its start-up overlaps the
+   * caller's) and holds it until the returned function is called.
+   */
+  warm(): () => void {
+    this.#start();
+    this.#open++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#unhold();
+    };
+  }
+
+  #unhold(): void {
+    if (--this.#open === 0 && this.#worker) {
+      this.#worker.terminate();
+      this.#worker = null;
+    }
   }
 
   #start(): Worker {

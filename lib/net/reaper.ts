@@ -3,9 +3,10 @@
  * a connection that sends a request head a byte at a time, never finishes
  * its body, or sits idle, would otherwise be held for ever (slowloris).
  *
- * A front proxy that owns the sockets would keep only ~15% of the request
+ * A front proxy on the main thread would keep only ~15% of the request
  * rate (docs/reliability.md), so nothing is added to the path of a quick
- * request. Once a second a worker thread lists the process's descriptors
+ * request. (The front door, lib/net/front.ts, relays on a thread of its
+ * own; the reaper watches the pod's internal port behind it.) Once a second a worker thread lists the process's descriptors
  * (/proc/self/fd) and, for each TCP connection to one of our listening
  * ports, asks the kernel (getsockopt TCP_INFO through FFI) how long it has
  * been since data last arrived and since we last sent any. A connection
