@@ -7,8 +7,8 @@ import { ConfigError, configToJSON, HelpRequested, helpText, loadConfig } from "
 import type { LoadedConfig } from "./lib/config.ts";
 import { Logger } from "./lib/log.ts";
 import { SupervisedServer } from "./lib/net/listener.ts";
-import { type FrontPort, processFront } from "./lib/net/front.ts";
-import { type GrpcStreamHandler, type H2Server, startH2Server } from "./lib/net/h2_server.ts";
+import { type FrontPort, frontUnavailable, openFront } from "./lib/net/front.ts";
+import { createH2Server, type GrpcStreamHandler, type H2Server } from "./lib/net/h2_server.ts";
 import type { GrpcService } from "./lib/api/grpc/service.ts";
 import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
 import { guardProcess } from "./lib/process_guard.ts";
@@ -28,8 +28,8 @@ export interface RunningRank {
   sim: Simulator;
   port: number;
   url: string;
-  /** The listener (started again if its accept loop fails). */
-  listener: SupervisedServer;
+  /** Its Deno.serve listener (started again if its accept loop fails), with --no-grpc. */
+  listener?: SupervisedServer;
   /** Watches pending answers' connections (routes/disconnect.ts). */
   watcher: DisconnectWatcher;
   /** Its connections' bookkeeping for the timeouts (lib/net/reaper.ts), where they run. */
@@ -38,9 +38,9 @@ export interface RunningRank {
   publisher?: Publisher;
   /** Its gRPC-only port, with --grpc-port: every connection goes to its HTTP/2 server. */
   grpcPort?: FrontPort;
-  /** The front door's public port (HTTP/1.x, HTTP/2 and gRPC), unless gRPC is off. */
+  /** Its port, HTTP/1.x, HTTP/2 and gRPC told apart (lib/net/front.ts), unless gRPC is off. */
   front?: FrontPort;
-  /** Its HTTP/2 server behind the front door. */
+  /** Its HTTP/2 server, fed by the front door. */
   h2?: H2Server;
   /** Its gRPC service, once loaded. */
   grpcService?: Promise<GrpcService>;
@@ -129,40 +129,43 @@ async function listen(
   sim.dataset = dataset;
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
   const scheme = tls ? "https" : "http";
-  const fronted = cfg.grpc && !cfg["mm-encoder-only"];
-  // Answers 503 until the public port is known (the router reports it in x-inference-port).
+  const unavailable = cfg.grpc && !cfg["mm-encoder-only"] ? frontUnavailable() : null;
+  if (unavailable) {
+    sim.log.warn("gRPC is off: the API port is Deno.serve's alone", { reason: unavailable });
+  }
+  const fronted = cfg.grpc && !cfg["mm-encoder-only"] && !unavailable;
+  // Answers 503 until the port is known (the router reports it in x-inference-port).
   let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
-  const { listener, port: servePort } = await serveHttp(
-    sim,
-    fronted ? { hostname: "127.0.0.1", port: 0 } : { hostname: cfg.host, port, tls },
-    (req, info) => handler(req, info),
-  );
-  const rr: RunningRank = { sim, port: servePort, url: "", listener, watcher: null! };
-  try {
-    if (fronted) {
-      let rest: ServeHandler = handler;
-      const grpc = lazyGrpc(rr);
-      rr.h2 = await startH2Server((req) => rest(req), grpc);
-      rr.front = await processFront.listen({
-        hostname: cfg.host,
-        port,
-        tls,
-        http1Port: servePort,
-        h2Port: rr.h2.port,
-        firstByteMs: cfg["idle-timeout"],
-      }, sim.log);
-      rr.port = rr.front.port;
-      // HTTP/2 requests are not on Deno.serve's connections: no watcher, no reaper record.
-      rest = createRouter(sim, ROUTES, rr.port, podIds(env), {});
-    }
-  } catch (e) {
-    await listener.shutdown();
-    rr.h2?.force();
-    throw e;
+  const rr: RunningRank = { sim, port: 0, url: "", watcher: null! };
+  if (fronted) {
+    // HTTP/2 requests have no Deno.serve connection: no watcher, no reaper record.
+    let rest: ServeHandler = handler;
+    rr.h2 = createH2Server((req) => rest(req), lazyGrpc(rr));
+    rr.front = openFront({
+      hostname: cfg.host,
+      port,
+      tls,
+      http1: (req, info) => handler(req, info),
+      onError: onError(sim),
+      h2: rr.h2,
+      firstByteMs: cfg["idle-timeout"],
+      watchHangUp: (client) => rr.watcher.watch(client.port),
+      log: sim.log,
+    });
+    rr.port = rr.front.port;
+    rest = createRouter(sim, ROUTES, rr.port, podIds(env), {});
+  } else {
+    const served = await serveHttp(
+      sim,
+      { hostname: cfg.host, port, tls },
+      (req, info) => handler(req, info),
+    );
+    rr.listener = served.listener;
+    rr.port = served.port;
   }
   sim.port = rr.port;
-  rr.watcher = new DisconnectWatcher(servePort);
-  rr.connections = connectionTable(sim, servePort);
+  rr.watcher = new DisconnectWatcher(rr.port);
+  rr.connections = connectionTable(sim, rr.port);
   handler = createRouter(sim, ROUTES, rr.port, podIds(env), {
     watcher: rr.watcher,
     connections: rr.connections,
@@ -280,21 +283,14 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   }
   const basePort = opts.port ?? cfg.port;
   const tls = tlsOptions(cfg);
-  // The front door's thread boots while the tokenizer and the pods are made.
-  const unwarm = cfg.grpc && !cfg["mm-encoder-only"] ? processFront.warm() : () => {};
   let tokenizer: TokenizerChoice;
   try {
     tokenizer = await selectTokenizer(loaded, env, opts.quiet ? new Logger("error") : log);
   } catch (e) {
-    unwarm();
     if (e instanceof TokenizerLoadError) throw new StartupError(`tokenizer: ${e.message}`);
     throw e;
   }
-  const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer)
-    .catch((e) => {
-      unwarm();
-      throw e;
-    });
+  const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer);
   const ranks: RunningRank[] = [];
   let metrics: ReturnType<typeof serveMetrics> | null = null;
   const shutdown = async () => {
@@ -304,13 +300,10 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     await Promise.all(ranks.flatMap((r) => [r.front?.stop(), r.grpcPort?.stop()]));
     for (const r of ranks) r.grpcService?.then((s) => s.refuseNew(), () => {});
     const drained = Promise.all([
-      ...ranks.map((r) => r.listener.shutdown()),
-      ...ranks.map((r) => r.h2?.drain()),
+      ...ranks.map((r) => r.listener?.shutdown()),
+      ...ranks.flatMap((r) => [r.front?.drained(), r.grpcPort?.drained(), r.h2?.drain()]),
       metrics?.listener.shutdown(),
-    ]).then(() =>
-      // The relays deliver the answers' last bytes.
-      Promise.all(ranks.flatMap((r) => [r.front?.drained(), r.grpcPort?.drained()]))
-    );
+    ]);
     if (!await settlesWithin(drained, cfg["shutdown-timeout"])) {
       // Past the deadline: end every answer still running. A connection
       // that is still uploading is left to the process exit.
@@ -327,8 +320,6 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       }
     }
     for (const r of ranks) {
-      r.front?.release();
-      r.grpcPort?.release();
       r.publisher?.close();
       r.sim.engine.timers.clear();
       r.sim.metrics.close();
@@ -354,15 +345,18 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       for (const r of ranks) {
         if (!r.h2) continue; // no gRPC in --mm-encoder-only mode, nor with --no-grpc
         port = cfg["grpc-port"] + r.sim.rank;
-        r.grpcPort = await processFront.listen({
+        // gRPC only: HTTP/1.x connections are closed there.
+        r.grpcPort = openFront({
           hostname: cfg.host,
           port,
           tls,
-          // gRPC only: whatever a connection speaks, it goes to the HTTP/2 server.
-          http1Port: r.h2.port,
-          h2Port: r.h2.port,
+          http1: () => Promise.resolve(new Response(null, { status: 404 })),
+          onError: onError(r.sim),
+          h2: r.h2,
+          serveHttp1: false,
           firstByteMs: cfg["idle-timeout"],
-        }, r.sim.log);
+          log: r.sim.log,
+        });
         if (!opts.quiet) {
           r.sim.log.info("gRPC listening", { rank: r.sim.rank, port: r.grpcPort.port });
         }
@@ -374,11 +368,9 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     }
   } catch (e) {
     // Whatever did start is closed again: no half-started server lingers.
-    unwarm();
     await shutdown();
     throw new StartupError(`cannot listen on ${cfg.host}:${port}: ${(e as Error).message}`);
   }
-  unwarm(); // the ports hold the thread now
   return { ranks, url: ranks[0].url, shutdown };
 }
 

@@ -804,8 +804,9 @@ function signed(d: number): string {
 
 /**
  * Token timing: bench/latency.ts, judged on its 1 000-stream row, as
- * started by default (gRPC on the API port: HTTP relayed by the front
- * door's thread) and again with --no-grpc (Deno.serve on the port).
+ * started by default (gRPC on the API port: each stream is its
+ * connection's first request, answered by the front door) and again with
+ * --no-grpc (Deno.serve alone on the port).
  */
 async function timing(): Promise<void> {
   const target = "p50 ≤ 1 ms, p99 ≤ 5 ms, drift ≤ 2 ms";
@@ -850,15 +851,10 @@ interface IdleFootprint {
 }
 
 /** Opens IDLE_STREAMS idle streams against the server `proc` on `port`; reads its RSS. */
-async function idleFootprint(
-  proc: Proc,
-  port: number,
-  files: number,
-  streams = IDLE_STREAMS,
-): Promise<IdleFootprint> {
+async function idleFootprint(proc: Proc, port: number, files: number): Promise<IdleFootprint> {
   await sleep(200);
   const beforeKiB = residentKiB(proc.pid);
-  const client = spawnDeno(["bench/idle_client.ts", String(port), String(streams)], {
+  const client = spawnDeno(["bench/idle_client.ts", String(port), String(IDLE_STREAMS)], {
     files,
     stdout: true,
   });
@@ -881,38 +877,26 @@ async function memory(): Promise<void> {
     notes.push(`open-file hard limit ${limit} < ${need}: the idle-stream count may fall short`);
   }
   const files = Math.min(limit, Math.max(need, 4096));
-  const measure = async (proc: Proc, port: number, health: string, streams = IDLE_STREAMS) => {
+  const measure = async (proc: Proc, port: number, health: string) => {
     try {
       await waitFor(`http://${HOST}:${port}${health}`);
-      return await idleFootprint(proc, port, files, streams);
+      return await idleFootprint(proc, port, files);
     } finally {
       await proc.stop();
     }
   };
-  const simArgs = [
-    "--time-to-first-token",
-    "10m",
-    "--max-num-seqs",
-    "20000",
-    "--max-waiting-queue-length",
-    "20000",
-  ];
-  // The target is measured with --no-grpc (one descriptor per connection);
-  // through the front door each connection holds three, so the default is
-  // measured with as many streams as the descriptor limit allows.
   const simPort = freePort();
   const sim = await measure(
-    startSimulator(simPort, [...simArgs, "--no-grpc"], files),
+    startSimulator(simPort, [
+      "--time-to-first-token",
+      "10m",
+      "--max-num-seqs",
+      "20000",
+      "--max-waiting-queue-length",
+      "20000",
+    ], files),
     simPort,
     "/health",
-  );
-  const frontStreams = Math.min(IDLE_STREAMS, Math.floor((limit - 1024) / 3));
-  const frontPort = freePort();
-  const front = await measure(
-    startSimulator(frontPort, simArgs, limit),
-    frontPort,
-    "/health",
-    frontStreams,
   );
   const basePort = freePort();
   const base = await measure(
@@ -925,24 +909,12 @@ async function memory(): Promise<void> {
     `${fmt((f.afterKiB - f.beforeKiB) / Math.max(f.open, 1), 1)} KiB/stream)`;
   const mib = sim.afterKiB / 1024;
   rows.push({
-    what: `Resident memory, ${fmt(IDLE_STREAMS)} open idle streams (--no-grpc)`,
+    what: `Resident memory, ${fmt(IDLE_STREAMS)} open idle streams`,
     sim: show(sim),
     baseline: show(base),
     result: `${fmt(mib)} MiB, ${fmt(sim.open)} open, ${sim.failed} failed`,
     target: "< 1 GiB",
     met: mib < 1024 && sim.open === IDLE_STREAMS,
-  });
-  const perStream = (front.afterKiB - front.beforeKiB) / Math.max(front.open, 1);
-  const at10k = (front.beforeKiB + perStream * IDLE_STREAMS) / 1024;
-  rows.push({
-    what: `Resident memory, ${fmt(frontStreams)} open idle streams (default: gRPC on the port, ` +
-      "three descriptors per connection)",
-    sim: show(front),
-    baseline: show(base),
-    result: `${fmt(front.afterKiB / 1024)} MiB, ${fmt(front.open)} open, ${front.failed} failed; ` +
-      `${fmt(at10k)} MiB at ${fmt(IDLE_STREAMS)} by the same slope`,
-    target: "recorded",
-    met: null,
   });
   notes.push(
     `idle streams opened in ${fmt(sim.openMs / 1000, 1)} s (simulator), ` +

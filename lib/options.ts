@@ -298,9 +298,9 @@ export const OPTIONS = {
     ),
     "metrics-port": optInt({ help: "extra listener serving only /metrics", min: 1, max: 65535 }),
     grpc: bool(true, {
-      help: "serve gRPC (vllm.grpc.engine.VllmEngine) on the API port too, through a relay " +
-        "thread that owns the port; --no-grpc leaves the port to Deno.serve alone " +
-        "(HTTP/1.1 and HTTP/2 REST, one descriptor per connection instead of three)",
+      help: "serve gRPC (vllm.grpc.engine.VllmEngine) on the API port too (connections told " +
+        "apart by their first bytes or ALPN); --no-grpc leaves the port to Deno.serve alone " +
+        "(HTTP/1.1 and HTTP/2 REST)",
       negatable: true,
     }),
     "grpc-port": optInt({

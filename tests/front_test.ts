@@ -123,3 +123,71 @@ Deno.test("front door: pipelined HTTP/1.1 requests on one connection, all answer
     conn.close();
   }
 });
+
+Deno.test("front door: first requests answered from the bytes in hand, then Deno's server", async () => {
+  await using s = await startSim();
+  const body = JSON.stringify({ model: "test-model", prompt: "hi", max_tokens: 2 });
+  const headEnd = (b: Uint8Array) => {
+    const t = dec.decode(b);
+    const i = t.indexOf("\r\n\r\n");
+    if (i < 0) return false;
+    const len = /content-length: (\d+)/i.exec(t.slice(0, i));
+    return len ? t.length >= i + 4 + Number(len[1]) : /0\r\n\r\n$/.test(t);
+  };
+  // A chunked upload as the first request.
+  const chunked = await connect(s.url);
+  try {
+    const half = body.length >> 1;
+    await chunked.write(enc.encode(
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n" +
+        `${half.toString(16)}\r\n${body.slice(0, half)}\r\n` +
+        `${(body.length - half).toString(16)}\r\n${body.slice(half)}\r\n0\r\n\r\n`,
+    ));
+    const { bytes } = await readUntil(chunked, headEnd);
+    assert.match(dec.decode(bytes), /^HTTP\/1\.1 200 OK\r\n[^]*"object":"text_completion"/);
+  } finally {
+    chunked.close();
+  }
+  // Expect: 100-continue, the body sent only after the interim answer.
+  const expect = await connect(s.url);
+  try {
+    await expect.write(enc.encode(
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+        `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+    ));
+    const interim = await readUntil(expect, (b) => dec.decode(b).includes("\r\n\r\n"));
+    assert.match(dec.decode(interim.bytes), /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    await expect.write(enc.encode(body));
+    const { bytes } = await readUntil(expect, headEnd);
+    assert.match(dec.decode(bytes), /^HTTP\/1\.1 200 OK\r\n/);
+  } finally {
+    expect.close();
+  }
+  // One keep-alive connection, one request at a time: the first is answered
+  // by the front door, the next ones by Deno's server, alike.
+  const conn = await connect(s.url);
+  try {
+    const heads: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await conn.write(enc.encode(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          `Content-Length: ${body.length}\r\n\r\n${body}`,
+      ));
+      const { bytes } = await readUntil(conn, headEnd);
+      const text = dec.decode(bytes);
+      assert.match(text, /"object":"text_completion"/, `answer ${i + 1}`);
+      heads.push(
+        text.slice(0, text.indexOf("\r\n\r\n")).split("\r\n").slice(1)
+          .map((h) => h.split(":")[0].toLowerCase()).filter((h) => h !== "date").sort().join(","),
+      );
+    }
+    assert.equal(new Set(heads).size, 1, `the same headers each time: ${heads.join(" | ")}`);
+    // HEAD answers carry the length of the body they leave out.
+    await conn.write(enc.encode("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const { bytes } = await readUntil(conn, (b) => dec.decode(b).includes("\r\n\r\n"));
+    assert.match(dec.decode(bytes), /^HTTP\/1\.1 \d{3} /);
+  } finally {
+    conn.close();
+  }
+});

@@ -1,12 +1,12 @@
 /**
- * A pod's HTTP/2 server (node:http2, which sends trailers), on 127.0.0.1
- * behind the front door. Each stream is told apart by its content-type
+ * A pod's HTTP/2 server (node:http2, which sends trailers), fed its
+ * connections by the front door (lib/net/front.ts). Each stream is told apart by its content-type
  * (grpc.md, "Transport"): `application/grpc…` goes to the gRPC service,
  * anything else to the same route table as HTTP/1.x, through a
  * Request/Response adapter, so HTTP/2 REST clients keep working.
  */
 import http2 from "node:http2";
-import { Readable } from "node:stream";
+import { Duplex, Readable } from "node:stream";
 
 /** Answers one HTTP request (the pod's route table). */
 export type RestHandler = (req: Request) => Promise<Response>;
@@ -18,7 +18,8 @@ export type GrpcStreamHandler = (
 ) => void;
 
 export interface H2Server {
-  readonly port: number;
+  /** Serves an HTTP/2 connection; `first` are bytes already read from it (the preface). */
+  accept(conn: Deno.Conn, first: Uint8Array): void;
   /** Sends GOAWAY on every session (no new streams) and resolves when their streams have ended. */
   drain(): Promise<void>;
   /** Ends every session still open. */
@@ -38,10 +39,8 @@ export function isGrpc(headers: http2.IncomingHttpHeaders): boolean {
   return headers["content-type"]?.startsWith("application/grpc") ?? false;
 }
 
-export function startH2Server(
-  rest: RestHandler,
-  grpc: GrpcStreamHandler,
-): Promise<H2Server> {
+/** A pod's HTTP/2 server: it listens nowhere; the front door hands it connections. */
+export function createH2Server(rest: RestHandler, grpc: GrpcStreamHandler): H2Server {
   const server = http2.createServer();
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
@@ -55,29 +54,68 @@ export function startH2Server(
     if (isGrpc(headers)) grpc(stream, headers);
     else answerRest(rest, stream, headers);
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", reject);
-      const port = (server.address() as { port: number }).port;
-      resolve({
-        port,
-        drain: async () => {
-          await Promise.all(
-            [...sessions].map((s) =>
-              new Promise<void>((done) => s.closed ? done() : s.close(() => done()))
-            ),
-          );
-          // Only now: closing node:http2's server may end sessions still open.
-          server.close();
-        },
-        force: () => {
-          for (const s of sessions) s.destroy();
-          server.close();
-        },
-      });
-    });
+  return {
+    accept(conn, first) {
+      server.emit("connection", duplexOf(conn, first));
+    },
+    drain: async () => {
+      await Promise.all(
+        [...sessions].map((s) =>
+          new Promise<void>((done) => s.closed ? done() : s.close(() => done()))
+        ),
+      );
+    },
+    force: () => {
+      for (const s of sessions) s.destroy();
+    },
+  };
+}
+
+/** A Deno connection as the Node stream node:http2 reads and writes, `first` read again first. */
+function duplexOf(conn: Deno.Conn, first: Uint8Array): Duplex {
+  let reading = false;
+  const d: Duplex = new Duplex({
+    read() {
+      if (reading) return;
+      reading = true;
+      (async () => {
+        try {
+          for (;;) {
+            const buf = new Uint8Array(16 * 1024);
+            const n = await conn.read(buf);
+            if (n === null) {
+              d.push(null);
+              return;
+            }
+            if (!d.push(buf.subarray(0, n))) break;
+          }
+        } catch (e) {
+          d.destroy(e as Error);
+        } finally {
+          reading = false;
+        }
+      })();
+    },
+    write(chunk: Uint8Array, _enc, cb) {
+      (async () => {
+        let off = 0;
+        while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+      })().then(() => cb(), (e) => cb(e));
+    },
+    final(cb) {
+      conn.closeWrite().then(() => cb(), () => cb());
+    },
+    destroy(err, cb) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      cb(err);
+    },
   });
+  if (first.length > 0) d.unshift(first);
+  return d;
 }
 
 /** An HTTP/2 request through the route table, its Response written back on the stream. */
