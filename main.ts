@@ -108,10 +108,11 @@ function onError(sim: Simulator) {
 }
 
 /**
- * A rank's listeners. Its Deno.serve answers HTTP/1.x; unless gRPC is off
- * (--mm-encoder-only), it listens on 127.0.0.1 behind the front door
- * (lib/net/front.ts), which owns the public port and relays HTTP/2
- * connections to the rank's node:http2 server (gRPC and HTTP/2 REST).
+ * A rank's listener. With gRPC (the default, not in --mm-encoder-only
+ * mode) the front door (lib/net/front.ts) accepts the port: HTTP/2
+ * connections go to the rank's node:http2 server (gRPC and HTTP/2 REST),
+ * HTTP/1.x ones to Deno's own server after their first request. Otherwise
+ * a Deno.serve listens on the port.
  */
 async function listen(
   loaded: LoadedConfig,

@@ -5,8 +5,9 @@
  *
  * A front proxy on the main thread would keep only ~15% of the request
  * rate (docs/reliability.md), so nothing is added to the path of a quick
- * request. (The front door, lib/net/front.ts, relays on a thread of its
- * own; the reaper watches the pod's internal port behind it.) Once a second a worker thread lists the process's descriptors
+ * request. (The front door, lib/net/front.ts, accepts the API port and
+ * relays nothing, so its connections are watched here as before.) Once a
+ * second a worker thread lists the process's descriptors
  * (/proc/self/fd) and, for each TCP connection to one of our listening
  * ports, asks the kernel (getsockopt TCP_INFO through FFI) how long it has
  * been since data last arrived and since we last sent any. A connection
