@@ -328,6 +328,10 @@ Deno.test("grpc: --no-grpc leaves the port to HTTP alone", async () => {
     const err = await unary(c, "HealthCheck", {}).then(() => null, (e) => e);
     assert.ok(err !== null, "no gRPC answer");
     assert.notEqual(err.code, grpc.status.OK);
+    // Nor is there gRPC in --mm-encoder-only mode (grpc.md).
+    await using enc = await startSim(["--mm-encoder-only"]);
+    assert.equal(enc.running.ranks[0].front, undefined);
+    assert.equal(enc.running.ranks[0].h2, undefined);
   } finally {
     c.close();
     await s.close();
