@@ -191,3 +191,31 @@ Deno.test("front door: first requests answered from the bytes in hand, then Deno
     conn.close();
   }
 });
+
+Deno.test("front door: HTTP/2 rapid reset leaves nothing held and the server answering", async () => {
+  const http2 = await import("node:http2");
+  // Answers that would take a minute: only the resets can free them in time.
+  await using s = await startSim(["--time-to-first-token", "60s"]);
+  const session = http2.connect(s.url);
+  session.on("error", () => {}); // the server may end an abusive session
+  const body = JSON.stringify({ model: "test-model", prompt: "hi", max_tokens: 5 });
+  for (let i = 0; i < 3000 && !session.destroyed; i++) {
+    const st = session.request({
+      ":method": "POST",
+      ":path": "/v1/completions",
+      "content-type": "application/json",
+    });
+    st.on("error", () => {});
+    st.end(body);
+    st.close(http2.constants.NGHTTP2_CANCEL);
+    if (i % 500 === 0) await new Promise((r) => setTimeout(r, 0));
+  }
+  session.destroy();
+  const engine = s.running.ranks[0].sim.engine;
+  const t0 = performance.now();
+  while (engine.runningCount + engine.waitingCount > 0 && performance.now() - t0 < 10_000) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(engine.runningCount + engine.waitingCount, 0, "every reset request let go");
+  assert.equal((await fetch(`${s.url}/health`)).status, 200);
+});
