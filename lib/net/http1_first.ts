@@ -221,11 +221,16 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** One chunk of a chunked body in one buffer: hex size, CRLF, the bytes, CRLF. */
-function chunkFrame(value: Uint8Array): Uint8Array {
+/**
+ * One chunk of a chunked body in one buffer: hex size, CRLF, the bytes,
+ * CRLF; written into `into` when it is large enough (one buffer per answer,
+ * reused once each write is done: no allocation per frame).
+ */
+function chunkFrame(value: Uint8Array, into: Uint8Array): Uint8Array {
   let digits = 1;
   while (value.length >= 16 ** digits) digits++;
-  const out = new Uint8Array(digits + 2 + value.length + 2);
+  const size = digits + 2 + value.length + 2;
+  const out = size <= into.length ? into.subarray(0, size) : new Uint8Array(size);
   for (let i = digits - 1, v = value.length; i >= 0; i--, v = Math.floor(v / 16)) {
     const d = v % 16;
     out[i] = d < 10 ? 48 + d : 87 + d;
@@ -275,6 +280,7 @@ async function writeResponse(
     }
     await writeAll(conn, enc.encode(headText(minor, res, "transfer-encoding: chunked\r\n")));
     const reader = res.body!.getReader();
+    const frameBuf = new Uint8Array(1024);
     // The client hung up: the stream is cancelled, as Deno.serve cancels it.
     const hangUp = () =>
       reader.cancel(new DOMException("client went away", "AbortError")).catch(() => {});
@@ -284,7 +290,7 @@ async function writeResponse(
         const { done, value } = await reader.read();
         if (done) break;
         if (value.length === 0) continue;
-        await writeAll(conn, chunkFrame(value));
+        await writeAll(conn, chunkFrame(value, frameBuf));
         flowing?.();
       }
     } catch (e) {
