@@ -229,7 +229,7 @@ function lazyGrpc(rr: RunningRank): GrpcStreamHandler {
   };
 }
 
-/** --metrics-port: a second listener serving only rank 0's GET /metrics. */
+/** --metrics-port: a second listener serving only one rank's GET /metrics (rank i on port + i). */
 function serveMetrics(
   sim: Simulator,
   hostname: string,
@@ -293,7 +293,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   }
   const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer);
   const ranks: RunningRank[] = [];
-  let metrics: ReturnType<typeof serveMetrics> | null = null;
+  const metrics: ReturnType<typeof serveMetrics>[] = [];
   const shutdown = async () => {
     for (const r of ranks) r.sim.held.releaseAll(); // `timeout` failures would hold the drain
     // No new connections; gRPC refuses new calls from now on (Unavailable)
@@ -303,7 +303,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     const drained = Promise.all([
       ...ranks.map((r) => r.listener?.shutdown()),
       ...ranks.flatMap((r) => [r.front?.drained(), r.grpcPort?.drained(), r.h2?.drain()]),
-      metrics?.listener.shutdown(),
+      ...metrics.map((m) => m.listener.shutdown()),
     ]);
     if (!await settlesWithin(drained, cfg["shutdown-timeout"])) {
       // Past the deadline: end every answer still running. A connection
@@ -327,7 +327,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       r.watcher.close();
       if (r.connections) processReaper.remove(r.connections);
     }
-    if (metrics?.connections) processReaper.remove(metrics.connections);
+    for (const m of metrics) if (m.connections) processReaper.remove(m.connections);
     tokenizer.close?.();
     dataset?.close();
   };
@@ -343,9 +343,10 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
     }
     for (const r of ranks) r.publisher = await kvPublisher(r.sim, env);
     if (cfg["grpc-port"] !== undefined) {
-      for (const r of ranks) {
+      // Rank i of this process on port + i (with --data-parallel-rank, the one rank on port).
+      for (const [i, r] of ranks.entries()) {
         if (!r.h2) continue; // no gRPC in --mm-encoder-only mode, nor with --no-grpc
-        port = cfg["grpc-port"] + r.sim.rank;
+        port = cfg["grpc-port"] + i;
         // gRPC only: HTTP/1.x connections are closed there.
         r.grpcPort = openFront({
           hostname: cfg.host,
@@ -364,8 +365,10 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       }
     }
     if (cfg["metrics-port"] !== undefined) {
-      port = cfg["metrics-port"];
-      metrics = serveMetrics(ranks[0].sim, cfg.host, port, tls, env, opts);
+      for (const [i, r] of ranks.entries()) {
+        port = cfg["metrics-port"] + i;
+        metrics.push(serveMetrics(r.sim, cfg.host, port, tls, env, opts));
+      }
     }
   } catch (e) {
     // Whatever did start is closed again: no half-started server lingers.

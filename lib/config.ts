@@ -478,6 +478,44 @@ function yamlLayer(path: string, warnings: string[]): Layer {
 
 // ---------- assembly and validation ----------
 
+/** The reference's data-parallel limits (data-parallel.md): past them, a warning, not an error. */
+const DP_MAX_SIZE = 8;
+
+/**
+ * Data-parallel settings (data-parallel.md): a negative rank means unset;
+ * sizes above 8 and ranks above 7, which the reference refuses, run with a
+ * warning; every offset port must stay a port.
+ */
+function dataParallel(cfg: Config, warnings: string[]): void {
+  const rank = cfg["data-parallel-rank"];
+  if (rank !== undefined && rank < 0) cfg["data-parallel-rank"] = undefined;
+  const size = cfg["data-parallel-size"];
+  if (size > DP_MAX_SIZE) {
+    warnings.push(
+      `--data-parallel-size ${size}: the reference allows 1 to ${DP_MAX_SIZE} ` +
+        `("data parallel size must be between 1 and ${DP_MAX_SIZE}"); ${size} ranks run in this process`,
+    );
+  }
+  if (rank !== undefined && rank >= DP_MAX_SIZE) {
+    warnings.push(
+      `--data-parallel-rank ${rank}: the reference allows 0 to ${DP_MAX_SIZE - 1} ` +
+        `("data parallel rank must be between 0 and ${DP_MAX_SIZE - 1}")`,
+    );
+  }
+  // This process's ranks take ports port + i (metrics and gRPC ports too).
+  const ranks = cfg["data-parallel-rank"] === undefined ? size : 1;
+  for (const name of ["port", "metrics-port", "grpc-port"] as const) {
+    const base = cfg[name];
+    if (base === undefined || base === 0) continue;
+    if (base + ranks - 1 > 65535) {
+      throw new ConfigError(
+        name,
+        `--${name} ${base} + ${ranks - 1} (the last data-parallel rank) is past port 65535`,
+      );
+    }
+  }
+}
+
 function validate(cfg: Config): void {
   const rule = (name: string, ok: boolean, msg: string) => {
     if (!ok) throw new ConfigError(name, `--${name}: ${msg}`);
@@ -571,6 +609,7 @@ export function loadConfig(
   if (!raw.has("max-cpu-loras")) config["max-cpu-loras"] = config["max-loras"];
   const seedGiven = raw.has("seed");
   if (!seedGiven) config.seed = Math.round((performance.timeOrigin + performance.now()) * 1e6);
+  dataParallel(config, warnings);
   validate(config);
   const given = new Set<string>(raw.keys());
   return { config, warnings, seedGiven, given, ...(configFile ? { configFile } : {}) };

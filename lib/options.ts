@@ -284,8 +284,15 @@ export const OPTIONS = {
       "/v1/responses: vLLM's bytes (item ids, indexes, sequence numbers, full usage) " +
         "instead of the reference's",
     ),
-    "data-parallel-size": int(1, { help: "data-parallel ranks; rank i on port+i", min: 1, max: 8 }),
-    "data-parallel-rank": optInt({ help: "run one rank of a multi-process DP deployment", min: 0 }),
+    "data-parallel-size": int(1, {
+      help: "data-parallel ranks in this process; rank i on port+i (above the reference's " +
+        "8 with a warning)",
+      min: 1,
+    }),
+    "data-parallel-rank": optInt({
+      help: "run one rank of a multi-process DP deployment (negative: unset; above 7 with " +
+        "a warning)",
+    }),
     omni: later(bool(false, { help: "emit a synthetic image in chat responses", negatable: true })),
     "image-emission-rate": later(int(0, {
       help: "chance (0-100) per chat request of an image in omni mode",

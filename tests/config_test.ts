@@ -306,7 +306,11 @@ Deno.test("errors name the option", () => {
   );
   assertConfigError(() => cfgOf("--failure-injection-rate", "101"), "failure-injection-rate");
   assertConfigError(() => cfgOf("--failure-types", "oops"), "failure-types", /oops/);
-  assertConfigError(() => cfgOf("--data-parallel-size", "9"), "data-parallel-size");
+  assertConfigError(
+    () => cfgOf("--port", "65530", "--data-parallel-size", "7"),
+    "port",
+    /past port 65535/,
+  );
   assertConfigError(
     () => cfgOf("--min-tool-call-integer-param", "10", "--max-tool-call-integer-param", "5"),
     "min-tool-call-integer-param",
