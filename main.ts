@@ -12,7 +12,7 @@ import { createH2Server, type GrpcStreamHandler, type H2Server } from "./lib/net
 import type { GrpcService } from "./lib/api/grpc/service.ts";
 import { ConnectionTable, processReaper } from "./lib/net/reaper.ts";
 import { guardProcess } from "./lib/process_guard.ts";
-import { loggerFor, Simulator } from "./lib/simulator.ts";
+import { type FleetTarget, loggerFor, podSeed, Simulator } from "./lib/simulator.ts";
 import type { KvPublisher as Publisher } from "./lib/kv/publisher.ts";
 import {
   selectTokenizer,
@@ -36,6 +36,9 @@ export interface RunningRank {
   connections?: ConnectionTable;
   /** Its KV events' ZMQ publisher, with --enable-kvcache and a zmq-endpoint. */
   publisher?: Publisher;
+  /** Its pod in a fleet (--pods), from 0, and the pod's name (POD_NAME-<pod>) there. */
+  pod: number;
+  podName?: string;
   /** Its gRPC-only port, with --grpc-port: every connection goes to its HTTP/2 server. */
   grpcPort?: FrontPort;
   /** Its port, HTTP/1.x, HTTP/2 and gRPC told apart (lib/net/front.ts), unless gRPC is off. */
@@ -125,7 +128,12 @@ async function listen(
   dataset: Dataset | null,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
-  const log = opts.quiet ? new Logger("error") : undefined;
+  // A fleet's log lines name their pod.
+  const log = opts.quiet
+    ? new Logger("error")
+    : cfg.pods > 1
+    ? loggerFor(cfg, { pod: env.POD_NAME })
+    : undefined;
   const sim = new Simulator(loaded, log, rank, tokenizer.create());
   sim.dataset = dataset;
   sim.devMode = env.VLLM_SERVER_DEV_MODE === "1";
@@ -137,7 +145,7 @@ async function listen(
   const fronted = cfg.grpc && !cfg["mm-encoder-only"] && !unavailable;
   // Answers 503 until the port is known (the router reports it in x-inference-port).
   let handler: ServeHandler = () => Promise.resolve(new Response(null, { status: 503 }));
-  const rr: RunningRank = { sim, port: 0, url: "", watcher: null! };
+  const rr: RunningRank = { sim, port: 0, url: "", watcher: null!, pod: 0 };
   if (fronted) {
     // HTTP/2 requests have no Deno.serve connection: no watcher, no reaper record.
     let rest: ServeHandler = handler;
@@ -335,13 +343,30 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   const count = single ? 1 : cfg["data-parallel-size"];
   let port = basePort;
   try {
-    for (let i = 0; i < count; i++) {
-      const rank = single ? cfg["data-parallel-rank"]! : i;
-      // Port 0 asks the OS for a free port per rank.
-      port = basePort === 0 ? 0 : basePort + i;
-      ranks.push(await listen(loaded, rank, port, tls, env, opts, tokenizer, dataset));
+    // A fleet (--pods): pod p's ranks follow pod p-1's ports, each pod its own
+    // simulators with its own seed and name; one pod is the plain case.
+    const pods = cfg.pods;
+    for (let p = 0; p < pods; p++) {
+      const pod = pods > 1 ? podIdentity(loaded, env, p) : { loaded, env };
+      for (let i = 0; i < count; i++) {
+        const rank = single ? cfg["data-parallel-rank"]! : i;
+        // Port 0 asks the OS for a free port per rank.
+        port = basePort === 0 ? 0 : basePort + p * count + i;
+        const r = await listen(pod.loaded, rank, port, tls, pod.env, opts, tokenizer, dataset);
+        r.pod = p;
+        r.podName = pod.env.POD_NAME;
+        ranks.push(r);
+      }
     }
-    for (const r of ranks) r.publisher = await kvPublisher(r.sim, env);
+    for (const r of ranks) {
+      r.publisher = await kvPublisher(r.sim, {
+        ...env,
+        ...(r.podName ? { POD_NAME: r.podName } : {}),
+      }, r.pod * count);
+    }
+    const fleet = fleetTargets(ranks);
+    for (const r of ranks) r.sim.fleet = fleet;
+    if (cfg["sd-file"]) writeSdFile(cfg["sd-file"], fleet);
     if (cfg["grpc-port"] !== undefined) {
       // Rank i of this process on port + i (with --data-parallel-rank, the one rank on port).
       for (const [i, r] of ranks.entries()) {
@@ -402,6 +427,47 @@ async function startDataset(
 }
 
 /**
+ * Pod p of a fleet: its own seed (engine ids and answers of its own) and
+ * name, POD_NAME-p ("vllm-sim-p" without POD_NAME), which its headers, KV
+ * topic and log lines carry.
+ */
+function podIdentity(
+  loaded: LoadedConfig,
+  env: Record<string, string | undefined>,
+  p: number,
+): { loaded: LoadedConfig; env: Record<string, string | undefined> } {
+  const config = { ...loaded.config, seed: podSeed(loaded.config.seed, p) };
+  return {
+    loaded: { ...loaded, config },
+    env: { ...env, POD_NAME: `${env.POD_NAME ?? "vllm-sim"}-${p}` },
+  };
+}
+
+/** Prometheus service-discovery targets: one group per pod, its ranks' ports (file_sd and http_sd share the format). */
+function fleetTargets(ranks: RunningRank[]): FleetTarget[] {
+  const groups = new Map<number, FleetTarget>();
+  for (const r of ranks) {
+    let g = groups.get(r.pod);
+    if (!g) {
+      g = {
+        targets: [],
+        labels: { pod: r.podName ?? "", model: r.sim.config.model, pod_index: String(r.pod) },
+      };
+      groups.set(r.pod, g);
+    }
+    g.targets.push(`${r.sim.reachableHost}:${r.port}`);
+  }
+  return [...groups.values()];
+}
+
+/** --sd-file: written whole under another name, then renamed (Prometheus never reads half a file). */
+function writeSdFile(path: string, fleet: FleetTarget[]): void {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  Deno.writeTextFileSync(tmp, JSON.stringify(fleet, null, 2) + "\n");
+  Deno.renameSync(tmp, path);
+}
+
+/**
  * Rank r publishes on the ZMQ port + r and replays on the replay port + r:
  * the two ranges must not overlap (kv-cache.md, "Replay").
  */
@@ -411,7 +477,8 @@ function checkKvPorts(cfg: LoadedConfig["config"]): void {
   const z = /:(\d+)$/.exec(zmq);
   const r = /:(\d+)$/.exec(replay);
   if (!cfg["enable-kvcache"] || !z || !r) return;
-  const size = cfg["data-parallel-size"];
+  // Every rank of every pod takes an offset port in both ranges.
+  const size = cfg["data-parallel-size"] * cfg.pods;
   if (Math.abs(Number(z[1]) - Number(r[1])) < size) {
     throw new ConfigError(
       "kv-events-replay-endpoint",
@@ -427,12 +494,13 @@ function checkKvPorts(cfg: LoadedConfig["config"]): void {
 async function kvPublisher(
   sim: Simulator,
   env: Record<string, string | undefined>,
+  podOffset = 0,
 ): Promise<Publisher | undefined> {
   const cfg = sim.config;
   if (sim.kv === null || cfg["zmq-endpoint"] === "") return undefined;
   const { KvPublisher, offsetEndpoint } = await import("./lib/kv/publisher.ts");
   const publisher = await KvPublisher.start({
-    endpoint: offsetEndpoint(cfg["zmq-endpoint"], sim.rank),
+    endpoint: offsetEndpoint(cfg["zmq-endpoint"], podOffset + sim.rank),
     topic: () => `kv@${env.POD_IP}:${sim.port}@${cfg.model}`,
     rank: sim.rank,
     batchSize: cfg["event-batch-size"],
@@ -440,7 +508,7 @@ async function kvPublisher(
     queueCap: Math.max(16, 10 * cfg["kv-cache-size"]),
     maxConnectAttempts: cfg["zmq-max-connect-attempts"],
     replayEndpoint: cfg["kv-events-replay-endpoint"]
-      ? offsetEndpoint(cfg["kv-events-replay-endpoint"], sim.rank)
+      ? offsetEndpoint(cfg["kv-events-replay-endpoint"], podOffset + sim.rank)
       : "",
     replayQueueSize: cfg["kv-events-replay-queue-size"],
     log: sim.log,

@@ -502,15 +502,17 @@ function dataParallel(cfg: Config, warnings: string[]): void {
         `("data parallel rank must be between 0 and ${DP_MAX_SIZE - 1}")`,
     );
   }
-  // This process's ranks take ports port + i (metrics and gRPC ports too).
-  const ranks = cfg["data-parallel-rank"] === undefined ? size : 1;
+  // This process's ranks (of all its pods) take ports port + i (metrics and gRPC ports too).
+  const ranks = (cfg["data-parallel-rank"] === undefined ? size : 1) * cfg.pods;
   for (const name of ["port", "metrics-port", "grpc-port"] as const) {
     const base = cfg[name];
     if (base === undefined || base === 0) continue;
     if (base + ranks - 1 > 65535) {
       throw new ConfigError(
         name,
-        `--${name} ${base} + ${ranks - 1} (the last data-parallel rank) is past port 65535`,
+        `--${name} ${base} + ${
+          ranks - 1
+        } (the last pod's last data-parallel rank) is past port 65535`,
       );
     }
   }

@@ -16,7 +16,12 @@ export function levelFromVerbosity(v: number): LogLevel {
 
 export class Logger {
   #min: number;
-  constructor(level: LogLevel = "info", readonly format: "text" | "json" = "text") {
+  constructor(
+    level: LogLevel = "info",
+    readonly format: "text" | "json" = "text",
+    /** Fields every line carries (a fleet's pod). */
+    readonly context?: Record<string, unknown>,
+  ) {
     this.#min = RANK[level];
   }
   enabled(level: LogLevel): boolean {
@@ -24,6 +29,7 @@ export class Logger {
   }
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (RANK[level] < this.#min) return;
+    if (this.context) fields = { ...this.context, ...fields };
     const ts = new Date().toISOString();
     let line: string;
     if (this.format === "json") {

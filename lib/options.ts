@@ -289,6 +289,16 @@ export const OPTIONS = {
         "8 with a warning)",
       min: 1,
     }),
+    pods: int(1, {
+      help: "simulated pods in this process, each an independent simulator (its own engine, " +
+        "metrics, KV events, admin config and sleep state; seed and engine ids derived per " +
+        "pod; POD_NAME gets -<i>); pod i's ranks follow pod i-1's ports",
+      min: 1,
+    }),
+    "sd-file": str("", {
+      help: "write a Prometheus file_sd target file listing every pod's ports (also served " +
+        "at GET /fleet/targets)",
+    }),
     "data-parallel-rank": optInt({
       help: "run one rank of a multi-process DP deployment (negative: unset; above 7 with " +
         "a warning)",

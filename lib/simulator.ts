@@ -61,6 +61,8 @@ export class Simulator {
   readonly kv: KvCache | null = null;
   /** Where KV events go (the ZMQ publisher, when there is one). */
   onKvEvent: ((e: KvEvent) => void) | null = null;
+  /** The process's pods as Prometheus targets (GET /fleet/targets), shared read-only. */
+  fleet: readonly FleetTarget[] = [];
 
   constructor(
     loaded: LoadedConfig,
@@ -132,10 +134,25 @@ export class Simulator {
   }
 }
 
-export function loggerFor(cfg: Config): Logger {
+export function loggerFor(cfg: Config, context?: Record<string, unknown>): Logger {
   let level: LogLevel = cfg["log-level"];
   if (cfg.v > 0) level = levelFromVerbosity(cfg.v);
-  return new Logger(level, cfg["log-format"]);
+  return new Logger(level, cfg["log-format"], context);
+}
+
+/** One pod in Prometheus service discovery (file_sd / http_sd): its ranks' addresses and labels. */
+export interface FleetTarget {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
+/** Salt of the per-pod seeds of a fleet (--pods). */
+const POD_SEED_SALT = 0x706f6473;
+
+/** Pod p's seed in a fleet: pod 0 keeps the configured one (one pod is unchanged). */
+export function podSeed(seed: number, pod: number): number {
+  if (pod === 0) return seed;
+  return Number(derivedSeed(seed, POD_SEED_SALT, pod) & 0x1fffffffffffffn);
 }
 
 /** Salt of the engine-id streams (any constant other streams do not use). */

@@ -21,3 +21,11 @@ export async function fakeMetrics(req: Request, ctx: RequestContext): Promise<Re
   }
   return json({ "fake-metrics": sim.config["fake-metrics"] });
 }
+
+/**
+ * GET /fleet/targets: the process's pods as Prometheus HTTP service
+ * discovery (http_sd_configs; the same JSON as --sd-file), on every pod.
+ */
+export function fleetTargets(_req: Request, ctx: RequestContext): Response {
+  return json(ctx.sim.fleet);
+}

@@ -3,7 +3,7 @@ import { getAdminConfig, postAdminConfig } from "./admin.ts";
 import { messages } from "./anthropic.ts";
 import { health, ready, version } from "./health.ts";
 import { loadLoraAdapter, unloadLoraAdapter } from "./lora.ts";
-import { fakeMetrics, metrics } from "./metrics.ts";
+import { fakeMetrics, fleetTargets, metrics } from "./metrics.ts";
 import { listModels } from "./models.ts";
 import { chatCompletions, completions } from "./openai/chat.ts";
 import { embeddings } from "./openai/embeddings.ts";
@@ -43,6 +43,8 @@ export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/health/ready", handler: ready, access: "open" },
   { method: "GET", path: "/version", handler: version, access: "open" },
   { method: "GET", path: "/metrics", handler: metrics, access: "metrics" },
+  // Service discovery is read like the metrics it points at.
+  { method: "GET", path: "/fleet/targets", handler: fleetTargets, access: "metrics" },
   { method: "POST", path: "/fake_metrics", handler: fakeMetrics },
   { method: "GET", path: "/admin/config", handler: getAdminConfig },
   { method: "POST", path: "/admin/config", handler: postAdminConfig },
