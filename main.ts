@@ -22,6 +22,7 @@ import {
 import { DisconnectWatcher } from "./routes/disconnect.ts";
 import { createRouter, type ServeHandler } from "./routes/router.ts";
 import type { Dataset } from "./lib/dataset/dataset.ts";
+import type { PodGroup } from "./lib/fleet.ts";
 import { METRICS_PORT_ROUTES, ROUTES } from "./routes/table.ts";
 
 export interface RunningRank {
@@ -126,13 +127,15 @@ async function listen(
   opts: StartOptions,
   tokenizer: TokenizerChoice,
   dataset: Dataset | null,
+  /** Its pod's name in a fleet (log lines carry it). */
+  podName?: string,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
   // A fleet's log lines name their pod.
   const log = opts.quiet
     ? new Logger("error")
-    : cfg.pods > 1
-    ? loggerFor(cfg, { pod: env.POD_NAME })
+    : podName !== undefined
+    ? loggerFor(cfg, { pod: podName })
     : undefined;
   const sim = new Simulator(loaded, log, rank, tokenizer.create());
   sim.dataset = dataset;
@@ -292,14 +295,40 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   }
   const basePort = opts.port ?? cfg.port;
   const tls = tlsOptions(cfg);
-  let tokenizer: TokenizerChoice;
+  // The pods to run: --pods alike ones, or a fleet file's groups, each group
+  // with its own configuration, tokenizer and dataset (shared by its pods).
+  const specs: PodGroup[] = cfg.fleet
+    ? (await import("./lib/fleet.ts")).readFleetFile(cfg.fleet)
+    : [{ name: env.POD_NAME ?? "vllm-sim", pods: cfg.pods, args: [] }];
+  const groups: Group[] = [];
+  const closeGroups = () => {
+    for (const g of groups) {
+      g.tokenizer.close?.();
+      g.dataset?.close();
+    }
+  };
   try {
-    tokenizer = await selectTokenizer(loaded, env, opts.quiet ? new Logger("error") : log);
+    for (const spec of specs) {
+      const gl = spec.args.length > 0 ? loadConfig([...argv, ...spec.args], env) : loaded;
+      let tokenizer: TokenizerChoice;
+      try {
+        tokenizer = await selectTokenizer(gl, env, opts.quiet ? new Logger("error") : log);
+      } catch (e) {
+        if (e instanceof TokenizerLoadError) throw new StartupError(`tokenizer: ${e.message}`);
+        throw e;
+      }
+      const group: Group = { spec, loaded: gl, tokenizer, dataset: null };
+      groups.push(group);
+      group.dataset = await startDataset(
+        gl.config,
+        opts.quiet ? new Logger("error") : log,
+        tokenizer,
+      );
+    }
   } catch (e) {
-    if (e instanceof TokenizerLoadError) throw new StartupError(`tokenizer: ${e.message}`);
+    closeGroups();
     throw e;
   }
-  const dataset = await startDataset(cfg, opts.quiet ? new Logger("error") : log, tokenizer);
   const ranks: RunningRank[] = [];
   const metrics: ReturnType<typeof serveMetrics>[] = [];
   const shutdown = async () => {
@@ -336,26 +365,40 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
       if (r.connections) processReaper.remove(r.connections);
     }
     for (const m of metrics) if (m.connections) processReaper.remove(m.connections);
-    tokenizer.close?.();
-    dataset?.close();
+    closeGroups();
   };
   const single = cfg["data-parallel-rank"] !== undefined;
   const count = single ? 1 : cfg["data-parallel-size"];
   let port = basePort;
   try {
-    // A fleet (--pods): pod p's ranks follow pod p-1's ports, each pod its own
-    // simulators with its own seed and name; one pod is the plain case.
-    const pods = cfg.pods;
-    for (let p = 0; p < pods; p++) {
-      const pod = pods > 1 ? podIdentity(loaded, env, p) : { loaded, env };
-      for (let i = 0; i < count; i++) {
-        const rank = single ? cfg["data-parallel-rank"]! : i;
-        // Port 0 asks the OS for a free port per rank.
-        port = basePort === 0 ? 0 : basePort + p * count + i;
-        const r = await listen(pod.loaded, rank, port, tls, pod.env, opts, tokenizer, dataset);
-        r.pod = p;
-        r.podName = pod.env.POD_NAME;
-        ranks.push(r);
+    // A fleet (--pods, --fleet): pod p's ranks follow pod p-1's ports, each
+    // pod its own simulators with its own seed and name; one pod is the plain case.
+    const fleet = groups.length > 1 || groups[0].spec.pods > 1;
+    let p = 0;
+    for (const g of groups) {
+      for (let i = 0; i < g.spec.pods; i++, p++) {
+        const pod = fleet
+          ? podIdentity(g.loaded, env, p, `${g.spec.name}-${i}`)
+          : { loaded: g.loaded, env };
+        for (let k = 0; k < count; k++) {
+          const rank = single ? cfg["data-parallel-rank"]! : k;
+          // Port 0 asks the OS for a free port per rank.
+          port = basePort === 0 ? 0 : basePort + p * count + k;
+          const r = await listen(
+            pod.loaded,
+            rank,
+            port,
+            tls,
+            pod.env,
+            opts,
+            g.tokenizer,
+            g.dataset,
+            fleet ? pod.env.POD_NAME : undefined,
+          );
+          r.pod = p;
+          if (fleet) r.podName = pod.env.POD_NAME;
+          ranks.push(r);
+        }
       }
     }
     for (const r of ranks) {
@@ -364,9 +407,9 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
         ...(r.podName ? { POD_NAME: r.podName } : {}),
       }, r.pod * count);
     }
-    const fleet = fleetTargets(ranks);
-    for (const r of ranks) r.sim.fleet = fleet;
-    if (cfg["sd-file"]) writeSdFile(cfg["sd-file"], fleet);
+    const targets = fleetTargets(ranks);
+    for (const r of ranks) r.sim.fleet = targets;
+    if (cfg["sd-file"]) writeSdFile(cfg["sd-file"], targets);
     if (cfg["grpc-port"] !== undefined) {
       // Rank i of this process on port + i (with --data-parallel-rank, the one rank on port).
       for (const [i, r] of ranks.entries()) {
@@ -428,19 +471,25 @@ async function startDataset(
 
 /**
  * Pod p of a fleet: its own seed (engine ids and answers of its own) and
- * name, POD_NAME-p ("vllm-sim-p" without POD_NAME), which its headers, KV
- * topic and log lines carry.
+ * name (<group>-<i>; with --pods the group is POD_NAME, else "vllm-sim"),
+ * which its headers and log lines carry.
  */
 function podIdentity(
   loaded: LoadedConfig,
   env: Record<string, string | undefined>,
   p: number,
+  name: string,
 ): { loaded: LoadedConfig; env: Record<string, string | undefined> } {
   const config = { ...loaded.config, seed: podSeed(loaded.config.seed, p) };
-  return {
-    loaded: { ...loaded, config },
-    env: { ...env, POD_NAME: `${env.POD_NAME ?? "vllm-sim"}-${p}` },
-  };
+  return { loaded: { ...loaded, config }, env: { ...env, POD_NAME: name } };
+}
+
+/** A group of alike pods: its configuration, and the tokenizer and dataset its pods share. */
+interface Group {
+  spec: PodGroup;
+  loaded: LoadedConfig;
+  tokenizer: TokenizerChoice;
+  dataset: Dataset | null;
 }
 
 /** Prometheus service-discovery targets: one group per pod, its ranks' ports (file_sd and http_sd share the format). */

@@ -295,6 +295,10 @@ export const OPTIONS = {
         "pod; POD_NAME gets -<i>); pod i's ranks follow pod i-1's ports",
       min: 1,
     }),
+    fleet: str("", {
+      help: "a fleet file (YAML): groups of pods in this process, each group with its own " +
+        'options (README, "A fleet of pods"); replaces --pods',
+    }),
     "sd-file": str("", {
       help: "write a Prometheus file_sd target file listing every pod's ports (also served " +
         "at GET /fleet/targets)",
