@@ -12,7 +12,8 @@ import * as grpc from "@grpc/grpc-js";
 import { engineService } from "../lib/api/grpc/codec.ts";
 
 const [mode, portArg, secondsArg, concArg, tokensArg] = Deno.args;
-const port = Number(portArg);
+// A range <first>:<count> (a fleet's pods): loop i works against port first + i mod count.
+const [firstPort, portCount = 1] = portArg.split(":").map(Number);
 const until = performance.now() + Number(secondsArg) * 1000;
 const tokens = Number(tokensArg);
 const ttft: number[] = [];
@@ -23,10 +24,16 @@ let errors = 0;
 /** One streamed request; each token's arrival time relative to the start. */
 type OneStream = () => Promise<number[]>;
 
-function grpcStream(): OneStream {
+// deno-lint-ignore no-explicit-any
+const clients = new Map<number, any>();
+
+/** Generate calls on one client (one HTTP/2 connection) per port, as gRPC clients share channels. */
+function grpcStream(port: number): OneStream {
   const Engine = grpc.makeGenericClientConstructor(engineService(), "VllmEngine");
-  // deno-lint-ignore no-explicit-any
-  const client = new Engine(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as any;
+  if (!clients.has(port)) {
+    clients.set(port, new Engine(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
+  }
+  const client = clients.get(port);
   return () =>
     new Promise((resolve, reject) => {
       const t0 = performance.now();
@@ -46,7 +53,7 @@ function grpcStream(): OneStream {
     });
 }
 
-function sseStream(): OneStream {
+function sseStream(port: number): OneStream {
   const body = JSON.stringify({
     model: "m",
     messages: [{ role: "user", content: "hi" }],
@@ -73,10 +80,11 @@ function sseStream(): OneStream {
   };
 }
 
-const one = mode === "grpc" ? grpcStream() : sseStream();
 const t0 = performance.now();
 await Promise.all(
-  Array.from({ length: Number(concArg) }, async () => {
+  Array.from({ length: Number(concArg) }, async (_, i) => {
+    const port = firstPort + (i % portCount);
+    const one = mode === "grpc" ? grpcStream(port) : sseStream(port);
     while (performance.now() < until) {
       try {
         const at = await one();

@@ -5,19 +5,23 @@
  * one JSON line: {"requests":…, "errors":…, "seconds":…, "rps":…}.
  *
  *   deno run -A bench/loadgen.ts <port> <path> <connections> <seconds> <json body>
+ *
+ * <port> may be a range, <first>:<count> (a fleet's pods): connection i goes
+ * to port first + i mod count.
  */
 
 const [portArg, path, connArg, secondsArg, body] = Deno.args;
-const port = Number(portArg);
+const [first, count = 1] = portArg.split(":").map(Number);
 const connections = Number(connArg);
 const seconds = Number(secondsArg);
 
 const encoder = new TextEncoder();
 const bodyBytes = encoder.encode(body);
-const request = encoder.encode(
-  `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${bodyBytes.length}\r\n\r\n${body}`,
-);
+const requestTo = (port: number) =>
+  encoder.encode(
+    `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${bodyBytes.length}\r\n\r\n${body}`,
+  );
 
 /** Buffered reader over a connection, with just what response parsing needs. */
 class Reader {
@@ -94,7 +98,9 @@ let errors = 0;
 const began = performance.now();
 const deadline = began + seconds * 1000;
 
-async function worker(): Promise<void> {
+async function worker(_: unknown, i: number): Promise<void> {
+  const port = first + (i % count);
+  const request = requestTo(port);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const reader = new Reader(conn);
   try {

@@ -9,7 +9,7 @@
  *
  * Options: --duration <s> per load run (5), --rounds <n> (2, best kept),
  * --connections <n> (64), --streams <n> idle streams (10000),
- * --only throughput,tokenizer,kv,tools,dataset,grpc,timing,memory,startup.
+ * --only throughput,tokenizer,kv,tools,dataset,grpc,fleet,timing,memory,startup.
  */
 import { latencyRun, type Stats } from "./latency.ts";
 import { qwenTokenizerDir } from "../tests/fixtures/qwen_tokenizer.ts";
@@ -37,7 +37,7 @@ const ROUNDS = Number(flag("rounds", "2"));
 const CONNECTIONS = Number(flag("connections", "64"));
 const IDLE_STREAMS = Number(flag("streams", "10000"));
 const ONLY = new Set(
-  flag("only", "throughput,tokenizer,kv,tools,dataset,grpc,timing,memory,startup").split(","),
+  flag("only", "throughput,tokenizer,kv,tools,dataset,grpc,fleet,timing,memory,startup").split(","),
 );
 
 // ---------------------------------------------------------------------------
@@ -796,6 +796,137 @@ async function grpcRows(): Promise<void> {
   });
 }
 
+const FLEET_PODS = Number(flag("pods", "256"));
+
+/** bench/loadgen.ts against a port or a port range (<first>:<count>), `conns` connections. */
+async function spreadLoad(ports: string, conns: number, body: string): Promise<LoadResult> {
+  const out = await output(DENO, [
+    "run",
+    "-A",
+    "--no-lock",
+    new URL("./loadgen.ts", import.meta.url).pathname,
+    ports,
+    PATH,
+    String(conns),
+    String(DURATION_S),
+    body,
+  ]);
+  const r = JSON.parse(out ?? "{}") as { rps?: number; errors?: number };
+  return { rps: r.rps ?? 0, errors: r.errors ?? 1 };
+}
+
+/**
+ * A fleet of FLEET_PODS pods in one process (--pods) against one pod, the
+ * same load spread over all the fleet's pods or sent to the one: start-up,
+ * idle memory per pod, request rate (zero latency, one connection per pod,
+ * the Deno load generator for both: wrk talks to one port) and token timing
+ * (one paced stream per pod, bench/grpc_load.ts over SSE).
+ */
+async function fleetRows(): Promise<void> {
+  const n = FLEET_PODS;
+  const files = Math.min(await fileLimit(), 8 * n + 1024);
+  const start = async (port: number, pods: number, extra: string[]) => {
+    const t0 = performance.now();
+    const p = startSimulator(
+      port,
+      ["--pods", String(pods), "--max-num-seqs", "1024", ...extra],
+      files,
+    );
+    await waitFor(`http://${HOST}:${port + pods - 1}/health`, 60_000);
+    return { p, ms: performance.now() - t0 };
+  };
+  const fleetPort = 30000 + 2 * n * Math.floor(Math.random() * 8);
+  const onePort = freePort();
+  // Zero latency: start-up, idle memory, request rate.
+  const fleet = await start(fleetPort, n, []);
+  const one = await start(onePort, 1, []);
+  try {
+    await sleep(500);
+    const perPodKiB = (residentKiB(fleet.p.pid) - residentKiB(one.p.pid)) / (n - 1);
+    rows.push({
+      what: `Fleet of ${
+        fmt(n)
+      } pods in one process: start-up to the last pod's /health 200; idle memory per pod`,
+      sim: `${fmt(fleet.ms)} ms; ${fmt(perPodKiB, 1)} KiB/pod`,
+      baseline: `one pod: ${fmt(one.ms)} ms`,
+      result: `${fmt(perPodKiB / 1024, 2)} MiB/pod`,
+      target: "< 2 MiB/pod",
+      met: perPodKiB < 2048,
+    });
+    const best = { fleet: 0, one: 0 };
+    let errors = 0;
+    for (const [ports] of [[`${fleetPort}:${n}`], [String(onePort)]]) {
+      await spreadLoad(ports, n, CHAT_BODY);
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (
+        const [key, ports] of [["fleet", `${fleetPort}:${n}`], ["one", String(onePort)]] as const
+      ) {
+        const r = await spreadLoad(ports, n, CHAT_BODY);
+        console.error(`  ${key} round ${round + 1}: ${fmt(r.rps)} req/s, ${r.errors} errors`);
+        errors += r.errors;
+        best[key] = Math.max(best[key], r.rps);
+      }
+    }
+    if (errors > 0) notes.push(`fleet rate rows: ${errors} errors`);
+    rows.push({
+      what: `Non-streaming chat/s, ${
+        fmt(n)
+      } connections: one per pod of the fleet vs all to one pod`,
+      sim: `${fmt(best.fleet)} req/s`,
+      baseline: `${fmt(best.one)} req/s (one pod)`,
+      result: `ratio ${fmt(best.fleet / best.one, 2)}`,
+      target: "ratio ≥ 0.8",
+      met: best.fleet / best.one >= 0.8,
+    });
+  } finally {
+    await fleet.p.stop();
+    await one.p.stop();
+  }
+  // Paced: one stream per pod (TTFT 100 ms, ITL 20 ms, 20 tokens) vs as many on one pod.
+  const paced = ["--time-to-first-token", "100ms", "--inter-token-latency", "20ms"];
+  const pf = await start(fleetPort, n, paced);
+  const po = await start(onePort, 1, paced);
+  try {
+    const timed = async (ports: string) => {
+      const p = spawnDeno(
+        ["bench/grpc_load.ts", "sse", ports, String(DURATION_S), String(n), "20"],
+        { stdout: true, files },
+      );
+      try {
+        return JSON.parse(await firstLine(p.child.stdout, (DURATION_S + 60) * 1000)) as {
+          rps: number;
+          ttftP50: number;
+          itlP50: number;
+          itlP99: number;
+          errors: number;
+        };
+      } finally {
+        await p.stop();
+      }
+    };
+    const f = await timed(`${fleetPort}:${n}`);
+    const o = await timed(String(onePort));
+    const t = (x: typeof f) =>
+      `TTFT p50 ${fmt(x.ttftP50, 1)} ms, ITL p50 / p99 ${fmt(x.itlP50, 1)} / ${
+        fmt(x.itlP99, 1)
+      } ms`;
+    rows.push({
+      what: `Token timing, ${
+        fmt(n)
+      } paced streams (TTFT 100 ms, ITL 20 ms): one per pod vs all on one pod`,
+      sim: t(f),
+      baseline: t(o),
+      result: `TTFT ${signed(f.ttftP50 - 100)} ms, ITL p99 ${signed(f.itlP99 - 20)} ms`,
+      target: "recorded",
+      met: null,
+    });
+  } finally {
+    await pf.p.stop();
+    await po.p.stop();
+  }
+}
+
 /** A difference with its sign, one decimal. */
 function signed(d: number): string {
   const v = Math.round(d * 10) / 10 || 0;
@@ -1008,6 +1139,10 @@ if (gen && ONLY.has("grpc")) {
 if (ONLY.has("grpc")) {
   console.error(`grpc vs SSE (${ROUNDS} rounds, best kept) …`);
   await grpcRows();
+}
+if (ONLY.has("fleet")) {
+  console.error(`fleet of ${FLEET_PODS} pods vs one pod (${ROUNDS} rounds, best kept) …`);
+  await fleetRows();
 }
 if (ONLY.has("timing")) {
   console.error("token timing …");

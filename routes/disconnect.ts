@@ -45,46 +45,29 @@ interface Entry {
   misses: number;
 }
 
-export class DisconnectWatcher {
-  readonly #port: number;
-  readonly #watched = new Map<number, Set<Entry>>();
+/**
+ * The process's scans of the TCP tables: one read serves every watcher (a
+ * fleet runs hundreds of pods, each with its own port and watcher), and
+ * only while some watcher has watches.
+ */
+export class TableScanner {
+  readonly #watchers = new Set<DisconnectWatcher>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #period = MIN_PERIOD_MS;
-  #disabled = false;
-  #scansBegun = 0;
+  disabled = false;
 
-  constructor(port: number) {
-    this.#port = port;
-  }
-
-  /** A signal that aborts if the client at `remotePort` disconnects. */
-  watch(remotePort: number): Watch {
-    const ctrl = new AbortController();
-    if (this.#disabled) return { signal: ctrl.signal, release() {} };
-    let set = this.#watched.get(remotePort);
-    if (!set) this.#watched.set(remotePort, set = new Set());
-    const entry: Entry = { ctrl, registeredAfter: this.#scansBegun, misses: 0 };
-    set.add(entry);
+  /** `w` has watches: it is judged from the next scan on. */
+  want(w: DisconnectWatcher): void {
+    this.#watchers.add(w);
     this.#schedule();
-    return {
-      signal: ctrl.signal,
-      release: () => {
-        set.delete(entry);
-        if (set.size === 0 && this.#watched.get(remotePort) === set) {
-          this.#watched.delete(remotePort);
-        }
-      },
-    };
   }
 
-  close(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#watched.clear();
+  drop(w: DisconnectWatcher): void {
+    this.#watchers.delete(w);
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined || this.#watched.size === 0 || this.#disabled) return;
+    if (this.#timer !== undefined || this.#watchers.size === 0 || this.disabled) return;
     this.#timer = setTimeout(() => this.#scan(), this.#period);
     // A pending watch must never keep the process alive on its own.
     Deno.unrefTimer(this.#timer);
@@ -92,8 +75,9 @@ export class DisconnectWatcher {
 
   async #scan(): Promise<void> {
     const started = performance.now();
-    const scan = this.beginScan();
-    const open = new Set<number>();
+    const active = [...this.#watchers];
+    const scans = active.map((w) => w.beginScan());
+    const open = new Map<number, Set<number>>(active.map((w) => [w.port, new Set()]));
     let readable = 0;
     let transient = false;
     for (const table of TABLES) {
@@ -108,18 +92,68 @@ export class DisconnectWatcher {
         continue;
       }
       readable++;
-      collectOpen(text, this.#port, open);
+      collectOpenPorts(text, open);
     }
     this.#timer = undefined;
     if (transient) return this.#schedule(); // judge nothing on a partial view
     if (readable === 0) {
-      this.#disabled = true;
+      this.disabled = true;
+      for (const w of active) w.close();
       return;
     }
-    this.judge(open, scan);
+    active.forEach((w, i) => w.judge(open.get(w.port)!, scans[i]));
+    for (const w of active) if (!w.busy) this.#watchers.delete(w);
     const cost = performance.now() - started;
     this.#period = Math.min(MAX_PERIOD_MS, Math.max(MIN_PERIOD_MS, cost * 20));
     this.#schedule();
+  }
+}
+
+/** The process's scanner. */
+export const processTables = new TableScanner();
+
+export class DisconnectWatcher {
+  readonly #port: number;
+  readonly #watched = new Map<number, Set<Entry>>();
+  #scansBegun = 0;
+
+  constructor(port: number, private readonly tables: TableScanner = processTables) {
+    this.#port = port;
+  }
+
+  /** The local port whose clients it watches. */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Whether any watch is registered. */
+  get busy(): boolean {
+    return this.#watched.size > 0;
+  }
+
+  /** A signal that aborts if the client at `remotePort` disconnects. */
+  watch(remotePort: number): Watch {
+    const ctrl = new AbortController();
+    if (this.tables.disabled) return { signal: ctrl.signal, release() {} };
+    let set = this.#watched.get(remotePort);
+    if (!set) this.#watched.set(remotePort, set = new Set());
+    const entry: Entry = { ctrl, registeredAfter: this.#scansBegun, misses: 0 };
+    set.add(entry);
+    this.tables.want(this);
+    return {
+      signal: ctrl.signal,
+      release: () => {
+        set.delete(entry);
+        if (set.size === 0 && this.#watched.get(remotePort) === set) {
+          this.#watched.delete(remotePort);
+        }
+      },
+    };
+  }
+
+  close(): void {
+    this.#watched.clear();
+    this.tables.drop(this);
   }
 
   /** Numbers a scan that is about to read the tables (from 1). */
@@ -154,6 +188,17 @@ export function collectOpen(
   localPort: number,
   out: Set<number>,
 ): void {
+  collectOpenPorts(table, new Map([[localPort, out]]));
+}
+
+/**
+ * collectOpen for several local ports at once: `wanted` maps each local port
+ * to the set its clients' ports are added to.
+ */
+export function collectOpenPorts(
+  table: Uint8Array | string,
+  wanted: ReadonlyMap<number, Set<number>>,
+): void {
   // Bytes, read by position: the tables run to thousands of lines, and a
   // scan runs on the main thread while answers are paced (no split(), no
   // half-megabyte strings for the collector to move).
@@ -176,11 +221,12 @@ export function collectOpen(
     const local = colon + 2;
     const len = b.indexOf(32, local) - local; // address:port
     const st = local + 2 * len + 2;
-    if (colon > 0 && colon < end && len > 5 && st + 2 <= end) {
-      if (
-        b[st] === ESTABLISHED[0] && b[st + 1] === ESTABLISHED[1] &&
-        hex(local + len - 4, local + len) === localPort
-      ) {
+    if (
+      colon > 0 && colon < end && len > 5 && st + 2 <= end &&
+      b[st] === ESTABLISHED[0] && b[st + 1] === ESTABLISHED[1]
+    ) {
+      const out = wanted.get(hex(local + len - 4, local + len));
+      if (out) {
         const remote = local + len + 1;
         out.add(hex(remote + len - 4, remote + len));
       }

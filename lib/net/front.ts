@@ -101,6 +101,8 @@ export function openFront(opts: FrontOptions): FrontPort {
   let listener = open(opts.port);
   const port = (listener.addr as Deno.NetAddr).port;
   let stopped = false;
+  /** Aborted when the port stops: connections idle in the front door's hands close. */
+  const stopping = new AbortController();
   /** Connections not yet handed over (sniffing, or their first requests here). */
   const own = new Set<Deno.Conn>();
   /** Those that have not shown their protocol yet. */
@@ -173,7 +175,9 @@ export function openFront(opts: FrontOptions): FrontPort {
           return opts.h2.accept(conn, have);
         }
         if (opts.serveHttp1 === false) return close(conn);
-        if (await serveBuffered(conn, have, opts.http1, scheme, opts.watchHangUp)) {
+        if (
+          await serveBuffered(conn, have, opts.http1, scheme, opts.watchHangUp, stopping.signal)
+        ) {
           own.delete(conn);
           if (stopped) return close(conn);
           handOver(conn);
@@ -240,6 +244,7 @@ export function openFront(opts: FrontOptions): FrontPort {
   const stop = async () => {
     if (!stopped) {
       stopped = true;
+      stopping.abort();
       try {
         listener.close();
       } catch {

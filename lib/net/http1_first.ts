@@ -51,8 +51,18 @@ class Input {
     return out;
   }
 
-  /** Reads more from the connection; false at end-of-file. */
-  async fill(): Promise<boolean> {
+  #reading: Promise<boolean> | null = null;
+
+  /**
+   * Reads more from the connection; false at end-of-file. Calls made while
+   * a read is pending share it (one read at a time on a socket).
+   */
+  fill(): Promise<boolean> {
+    this.#reading ??= this.#read().finally(() => this.#reading = null);
+    return this.#reading;
+  }
+
+  async #read(): Promise<boolean> {
     const chunk = new Uint8Array(16 * 1024);
     const n = await this.conn.read(chunk);
     if (n === null) return false;
@@ -319,8 +329,13 @@ export async function serveBuffered(
   handler: Http1Handler,
   scheme: "http" | "https",
   watchHangUp?: HangUpWatch,
+  /** Aborted at shutdown: a connection idle between requests is closed then. */
+  stopping?: AbortSignal,
 ): Promise<boolean> {
   const input = new Input(conn, first);
+  /** The read left pending during the first answer (see below), and whether it was waited for. */
+  let pendingRead: Promise<boolean> | null = null;
+  let readDone = false;
   const close = () => {
     try {
       conn.close();
@@ -392,11 +407,26 @@ export async function serveBuffered(
     }
     let sent!: () => void;
     const completed = new Promise<void>((r) => sent = r);
-    // A hang-up while the answer is pending: nothing here reads the socket
-    // (a pending read would take the next request's bytes), so the caller's
-    // watcher tells (routes/disconnect.ts: the kernel's TCP table).
-    const watch = watchHangUp?.(conn.remoteAddr as Deno.NetAddr);
-    watch?.signal.addEventListener("abort", () => gone.abort(), { once: true });
+    // A hang-up while the answer is pending. On the connection's first
+    // answer, when its body is all in hand, a read stays pending and tells
+    // at once, as Deno's server would (bytes it brings, the next request,
+    // are kept; the connection is handed over only after that request,
+    // since a pending read cannot be withdrawn). Otherwise nothing may read
+    // the socket and the caller's watcher tells (the kernel's TCP table).
+    let watch: ReturnType<HangUpWatch> | undefined;
+    const bodyInHand = framing !== "chunked" && input.size >= framing.length;
+    if (pendingRead === null && bodyInHand) {
+      pendingRead = input.fill().then((more) => {
+        if (!more) gone.abort();
+        return more;
+      }, () => {
+        gone.abort();
+        return false;
+      });
+    } else {
+      watch = watchHangUp?.(conn.remoteAddr as Deno.NetAddr);
+      watch?.signal.addEventListener("abort", () => gone.abort(), { once: true });
+    }
     let res: Response;
     try {
       res = await handler(req, {
@@ -423,6 +453,16 @@ export async function serveBuffered(
     if (body && !await body.skipRest()) return close();
     const closing = (res.headers.get("connection") ?? "").toLowerCase().includes("close");
     if (!keepAlive || closing) return close();
+    if (pendingRead !== null && !readDone && input.size === 0) {
+      // The read still owns the socket: the next request (or the end) comes
+      // through it; a shutdown closes the connection idle meanwhile.
+      readDone = true;
+      if (stopping?.aborted) return close();
+      const stop = new Promise<false>((r) =>
+        stopping?.addEventListener("abort", () => r(false), { once: true })
+      );
+      if (!await Promise.race([pendingRead, stop])) return close();
+    }
   }
   return true;
 }
