@@ -723,32 +723,44 @@ async function frontDoorCost(gen: LoadGenerator): Promise<void> {
  * run, the transports interleaved), streams/s at zero latency and token
  * timing at TTFT 100 ms, ITL 20 ms.
  */
+/** What bench/grpc_load.ts reports. */
+interface StreamLoad {
+  rps: number;
+  ttftP50: number;
+  itlP50: number;
+  itlP99: number;
+  errors: number;
+}
+
+/** bench/grpc_load.ts (`mode` grpc or sse) against a port or a port range (<first>:<count>). */
+async function streamLoad(
+  mode: string,
+  ports: string | number,
+  conc: number,
+  tokens: number,
+  files?: number,
+): Promise<StreamLoad> {
+  const p = spawnDeno(
+    ["bench/grpc_load.ts", mode, String(ports), String(DURATION_S), String(conc), String(tokens)],
+    { stdout: true, files },
+  );
+  try {
+    return JSON.parse(await firstLine(p.child.stdout, (DURATION_S + 60) * 1000)) as StreamLoad;
+  } finally {
+    await p.stop();
+  }
+}
+
 async function grpcRows(): Promise<void> {
-  const load = async (mode: string, port: number, conc: number, tokens: number) => {
-    const p = spawnDeno(
-      ["bench/grpc_load.ts", mode, String(port), String(DURATION_S), String(conc), String(tokens)],
-      { stdout: true },
-    );
-    try {
-      return JSON.parse(await firstLine(p.child.stdout, (DURATION_S + 60) * 1000)) as {
-        rps: number;
-        ttftP50: number;
-        itlP50: number;
-        itlP99: number;
-        errors: number;
-      };
-    } finally {
-      await p.stop();
-    }
-  };
+  const load = streamLoad;
   const run = async (extra: string[], conc: number, tokens: number) => {
     const port = freePort();
     const sim = startSimulator(port, ["--max-num-seqs", "1024", ...extra]);
     try {
       await waitFor(`http://${HOST}:${port}/health`);
       const best = {
-        grpc: null as Awaited<ReturnType<typeof load>> | null,
-        sse: null as Awaited<ReturnType<typeof load>> | null,
+        grpc: null as StreamLoad | null,
+        sse: null as StreamLoad | null,
       };
       for (let round = 0; round < ROUNDS; round++) {
         for (const mode of ["grpc", "sse"] as const) {
@@ -760,8 +772,8 @@ async function grpcRows(): Promise<void> {
         }
       }
       return best as {
-        grpc: Awaited<ReturnType<typeof load>>;
-        sse: Awaited<ReturnType<typeof load>>;
+        grpc: StreamLoad;
+        sse: StreamLoad;
       };
     } finally {
       await sim.stop();
@@ -782,7 +794,7 @@ async function grpcRows(): Promise<void> {
     100,
     20,
   );
-  const t = (x: Awaited<ReturnType<typeof load>>) =>
+  const t = (x: StreamLoad) =>
     `TTFT p50 ${fmt(x.ttftP50, 1)} ms, ITL p50 / p99 ${fmt(x.itlP50, 1)} / ${fmt(x.itlP99, 1)} ms`;
   rows.push({
     what: "Token timing, 100 streams, TTFT 100 ms, ITL 20 ms: gRPC Generate vs HTTP SSE",
@@ -888,23 +900,7 @@ async function fleetRows(): Promise<void> {
   const pf = await start(fleetPort, n, paced);
   const po = await start(onePort, 1, paced);
   try {
-    const timed = async (ports: string) => {
-      const p = spawnDeno(
-        ["bench/grpc_load.ts", "sse", ports, String(DURATION_S), String(n), "20"],
-        { stdout: true, files },
-      );
-      try {
-        return JSON.parse(await firstLine(p.child.stdout, (DURATION_S + 60) * 1000)) as {
-          rps: number;
-          ttftP50: number;
-          itlP50: number;
-          itlP99: number;
-          errors: number;
-        };
-      } finally {
-        await p.stop();
-      }
-    };
+    const timed = (ports: string) => streamLoad("sse", ports, n, 20, files);
     const f = await timed(`${fleetPort}:${n}`);
     const o = await timed(String(onePort));
     const t = (x: typeof f) =>
