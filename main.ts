@@ -131,11 +131,14 @@ async function listen(
   podName?: string,
 ): Promise<RunningRank> {
   const cfg = loaded.config;
-  // A fleet's log lines name their pod.
+  // Log lines name their pod in a fleet and their rank among several (data-parallel.md).
+  const context: Record<string, unknown> = {};
+  if (podName !== undefined) context.pod = podName;
+  if (cfg["data-parallel-size"] > 1) context.rank = rank;
   const log = opts.quiet
     ? new Logger("error")
-    : podName !== undefined
-    ? loggerFor(cfg, { pod: podName })
+    : Object.keys(context).length > 0
+    ? loggerFor(cfg, context)
     : undefined;
   const sim = new Simulator(loaded, log, rank, tokenizer.create());
   sim.dataset = dataset;

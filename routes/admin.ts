@@ -9,7 +9,12 @@ import { ApiError } from "../lib/errors.ts";
 import { json, readJson, type RequestContext } from "./http.ts";
 
 export function getAdminConfig(_req: Request, ctx: RequestContext): Response {
-  return json(configToJSON(ctx.sim.config));
+  const cfg = ctx.sim.config;
+  const out = configToJSON(cfg);
+  // Ranks share the configured port only as a base (data-parallel.md): left
+  // out when there are several, as for a fleet's pods.
+  if (cfg["data-parallel-size"] > 1 || cfg.pods > 1 || cfg.fleet !== "") delete out.port;
+  return json(out);
 }
 
 export async function postAdminConfig(req: Request, ctx: RequestContext): Promise<Response> {

@@ -114,3 +114,26 @@ Deno.test("data parallel: 10 ranks, each with its own API, metrics and gRPC port
     size,
   );
 });
+
+Deno.test("data parallel: /admin/config changes only the rank it reaches; no port among several", async () => {
+  await using s = await startSim(["--data-parallel-size", "3", "--time-to-first-token", "5ms"]);
+  const [r0, r1] = s.running.ranks;
+  const get = async (port: number) =>
+    await (await fetch(`http://127.0.0.1:${port}/admin/config`)).json() as Record<string, unknown>;
+  const before = await get(r0.port);
+  assert.equal(before["port"], undefined, "no port in the config of a rank among several");
+  const post = await fetch(`http://127.0.0.1:${r1.port}/admin/config`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ "time-to-first-token": "2s" }),
+  });
+  assert.equal(post.status, 200);
+  await post.body?.cancel();
+  assert.equal((await get(r1.port))["time-to-first-token"], "2s");
+  assert.equal((await get(r0.port))["time-to-first-token"], "5ms");
+  assert.equal(r1.sim.config["time-to-first-token"], 2000);
+  assert.equal(r0.sim.config["time-to-first-token"], 5);
+  // A single rank keeps its port in the answer.
+  await using one = await startSim();
+  assert.equal(typeof (await get(one.running.ranks[0].port))["port"], "number");
+});
