@@ -280,14 +280,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   const env = opts.env ?? Deno.env.toObject();
   const loaded = loadConfig(argv, env);
   const cfg = loaded.config;
-  checkKvPorts(cfg);
-  if (cfg["enable-kvcache"] && !env.POD_IP) {
-    // It names this pod in the KV events' topic.
-    throw new ConfigError(
-      "enable-kvcache",
-      "IP should be defined in the environment (POD_IP) for KV cache to work",
-    );
-  }
+  checkKvSettings(cfg, env);
   const log = loggerFor(cfg);
   if (!opts.quiet) {
     for (const w of loaded.warnings) log.warn(w);
@@ -313,6 +306,7 @@ export async function startServers(argv: string[], opts: StartOptions = {}): Pro
   try {
     for (const spec of specs) {
       const gl = spec.args.length > 0 ? loadConfig([...argv, ...spec.args], env) : loaded;
+      checkKvSettings(gl.config, env);
       let tokenizer: TokenizerChoice;
       try {
         tokenizer = await selectTokenizer(gl, env, opts.quiet ? new Logger("error") : log);
@@ -517,6 +511,20 @@ function writeSdFile(path: string, fleet: FleetTarget[]): void {
   const tmp = `${path}.tmp-${Deno.pid}`;
   Deno.writeTextFileSync(tmp, JSON.stringify(fleet, null, 2) + "\n");
   Deno.renameSync(tmp, path);
+}
+
+/** The KV events' requirements: POD_IP names the pod in the topic; the offset ports must not collide. */
+function checkKvSettings(
+  cfg: LoadedConfig["config"],
+  env: Record<string, string | undefined>,
+): void {
+  checkKvPorts(cfg);
+  if (cfg["enable-kvcache"] && !env.POD_IP) {
+    throw new ConfigError(
+      "enable-kvcache",
+      "IP should be defined in the environment (POD_IP) for KV cache to work",
+    );
+  }
 }
 
 /**
