@@ -22,7 +22,7 @@
  */
 import type { Logger } from "../log.ts";
 import type { H2Server } from "./h2_server.ts";
-import { type HangUpWatch, type Http1Handler, serveBuffered } from "./http1_first.ts";
+import { type HangUpWatch, type Http1Handler, Input, serveBuffered } from "./http1_first.ts";
 import { descriptorUse, HEADROOM } from "./listener.ts";
 import { classify } from "./preface.ts";
 
@@ -148,23 +148,13 @@ export function openFront(opts: FrontOptions): FrontPort {
       }
       (conn as Deno.TcpConn).setNoDelay(true);
       // Read until the bytes decide (a strict prefix of the preface needs more).
-      // Small reads: a thousand idle connections each hold one while they
-      // wait, and what they bring is usually one request head.
-      let have = new Uint8Array(0);
+      const input = new Input(conn, new Uint8Array(0));
       for (;;) {
-        const buf = new Uint8Array(have.length === 0 ? 2048 : 16 * 1024);
-        const n = await Promise.race([conn.read(buf), late]);
-        if (n === null) {
+        if (!await Promise.race([input.fill(), late.then(() => false)])) {
           clearTimeout(timer);
           return close(conn);
         }
-        if (have.length === 0) have = buf.subarray(0, n);
-        else {
-          const next = new Uint8Array(have.length + n);
-          next.set(have);
-          next.set(buf.subarray(0, n), have.length);
-          have = next;
-        }
+        const have = input.view();
         const kind = classify(have);
         if (kind === "more") continue;
         clearTimeout(timer);
@@ -176,7 +166,7 @@ export function openFront(opts: FrontOptions): FrontPort {
         }
         if (opts.serveHttp1 === false) return close(conn);
         if (
-          await serveBuffered(conn, have, opts.http1, scheme, opts.watchHangUp, stopping.signal)
+          await serveBuffered(conn, input, opts.http1, scheme, opts.watchHangUp, stopping.signal)
         ) {
           own.delete(conn);
           if (stopped) return close(conn);

@@ -27,8 +27,12 @@ const MAX_SKIP = 1 << 20;
 const enc = new TextEncoder();
 const dec = new TextDecoder("latin1");
 
-/** Bytes read from the connection and not yet used. */
-class Input {
+/**
+ * Bytes read from a connection and not yet used. A read into an empty
+ * buffer is small: idle connections (thousands, each waiting on a read)
+ * hold only that, and what arrives then is usually one request head.
+ */
+export class Input {
   #buf: Uint8Array;
   #start = 0;
   #end: number;
@@ -63,13 +67,16 @@ class Input {
   }
 
   async #read(): Promise<boolean> {
-    const chunk = new Uint8Array(16 * 1024);
+    const chunk = new Uint8Array(this.size === 0 ? 2048 : 16 * 1024);
     const n = await this.conn.read(chunk);
     if (n === null) return false;
     const have = this.view();
-    const next = new Uint8Array(have.length + n);
-    next.set(have);
-    next.set(chunk.subarray(0, n), have.length);
+    let next = chunk.subarray(0, n);
+    if (have.length > 0) {
+      next = new Uint8Array(have.length + n);
+      next.set(have);
+      next.set(chunk.subarray(0, n), have.length);
+    }
     this.#buf = next;
     this.#start = 0;
     this.#end = next.length;
@@ -325,14 +332,13 @@ async function writeResponse(
  */
 export async function serveBuffered(
   conn: Deno.Conn,
-  first: Uint8Array,
+  input: Input,
   handler: Http1Handler,
   scheme: "http" | "https",
   watchHangUp?: HangUpWatch,
   /** Aborted at shutdown: a connection idle between requests is closed then. */
   stopping?: AbortSignal,
 ): Promise<boolean> {
-  const input = new Input(conn, first);
   /** The read left pending during the first answer (see below), and whether it was waited for. */
   let pendingRead: Promise<boolean> | null = null;
   let readDone = false;
