@@ -12,6 +12,6 @@ const MESSAGES: HttpFamily<MessagesRequest> = {
   respond: messagesResponse,
 };
 
-export function messages(req: Request, ctx: RequestContext): Promise<Response> {
+export function messages(req: Request, ctx: RequestContext): Response | Promise<Response> {
   return serveGeneration(req, ctx, MESSAGES);
 }

@@ -14,6 +14,7 @@ import {
   type Admitted,
   checkServing,
   completeAnswer,
+  type GenerationInput,
   injectedFailure,
   type PendingInput,
   streamAnswer,
@@ -21,7 +22,7 @@ import {
 import type { Simulator } from "../lib/simulator.ts";
 import type { ChatInputOptions } from "../lib/chat.ts";
 import type { AnswerMeta } from "../lib/api/openai/common.ts";
-import { jsonText, readJson, type RequestContext } from "./http.ts";
+import { header, jsonText, readJson, type RequestContext } from "./http.ts";
 
 /** One API family as the HTTP adapter sees it. */
 export interface HttpFamily<B> {
@@ -44,20 +45,46 @@ export const SSE_HEADERS = {
   "cache-control": "no-cache",
 };
 
-/** The life of a generation request over HTTP. */
-export async function serveGeneration<B>(
+/**
+ * The life of a generation request over HTTP. Each step that may wait
+ * (a body still arriving, the render sidecar, pacing) returns a promise;
+ * a zero-latency answer to a body already in hand is made with no promise
+ * at all.
+ */
+export function serveGeneration<B>(
   req: Request,
   ctx: RequestContext,
   family: HttpFamily<B>,
-): Promise<Response> {
-  const { sim } = ctx;
+): Response | Promise<Response> {
   rejectEarly(req, ctx);
   const held = injectFailure(ctx);
   if (held) return held;
-  const body = family.parse(await readJson(req, ctx), sim.config);
-  let input = family.input(sim, body);
+  const raw = readJson(req, ctx);
+  if (raw instanceof Promise) return raw.then((b) => withBody(req, ctx, family, b));
+  return withBody(req, ctx, family, raw);
+}
+
+function withBody<B>(
+  req: Request,
+  ctx: RequestContext,
+  family: HttpFamily<B>,
+  raw: unknown,
+): Response | Promise<Response> {
+  const body = family.parse(raw, ctx.sim.config);
+  const input = family.input(ctx.sim, body);
   // The in-process tokenizers answer at once: only the render sidecar is awaited.
-  if (input instanceof Promise) input = await input;
+  if (input instanceof Promise) return input.then((i) => answer(req, ctx, family, body, i));
+  return answer(req, ctx, family, body, input);
+}
+
+function answer<B>(
+  req: Request,
+  ctx: RequestContext,
+  family: HttpFamily<B>,
+  body: B,
+  input: GenerationInput,
+): Response | Promise<Response> {
+  const { sim } = ctx;
   const flags = (family.flags ?? generationFlags)(req);
   flags.label = `${family.label} (req id ${ctx.requestId})`;
   const admitted = admit(sim, input, flags);
@@ -80,9 +107,11 @@ export async function serveGeneration<B>(
     });
     return new Response(stream, { headers: SSE_HEADERS });
   }
-  let answer = completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival, ctx);
-  // A zero-latency answer is complete already: no await, no extra turn.
-  if (answer instanceof Promise) answer = await answer;
+  const answer = completeAnswer(sim, admitted, ctx.clientGone, ctx.arrival, ctx);
+  // A zero-latency answer is complete already.
+  if (answer instanceof Promise) {
+    return answer.then((a) => jsonText(family.respond(meta, body, admitted, a)));
+  }
   return jsonText(family.respond(meta, body, admitted, answer));
 }
 
@@ -102,7 +131,7 @@ export function chatInputOptions(sim: Simulator): ChatInputOptions {
 
 /** Special request headers that steer generation (api.md). */
 export function generationFlags(req: Request): GenerationFlags {
-  return { forceCacheThreshold: parseBool(req.headers.get("x-cache-threshold-finish-reason")) };
+  return { forceCacheThreshold: parseBool(header(req, "x-cache-threshold-finish-reason")) };
 }
 
 /** Go's strconv.ParseBool truth values (api.md, "Special request headers"). */
@@ -117,7 +146,7 @@ export function parseBool(v: string | null): boolean {
  */
 export function rejectEarly(req: Request, ctx: RequestContext): void {
   checkServing(ctx.sim);
-  const raw = req.headers.get("x-return-error");
+  const raw = header(req, "x-return-error");
   if (raw === null) return;
   const v = raw.trim();
   const status = /^\d{3}$/.test(v) ? Number(v) : NaN;

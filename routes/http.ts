@@ -77,6 +77,42 @@ class BodyTooLarge extends ApiError {
   }
 }
 
+/**
+ * The slot where a Request keeps the runtime's record of it (Deno's
+ * private `request` symbol), found once on a Request made here.
+ */
+const RECORD = Object.getOwnPropertySymbols(new Request("http://localhost/"))
+  .find((s) => s.description === "request");
+
+interface RequestRecord {
+  header?: (name: string) => string | null;
+  /** The whole body as text once it has all arrived, else null (once). */
+  consumeTextBody?: () => string | null;
+}
+
+function recordOf(req: Request): RequestRecord | undefined {
+  return RECORD && (req as unknown as Record<symbol, RequestRecord | undefined>)[RECORD];
+}
+
+/**
+ * A request header by its lower-case name, as `req.headers.get` gives it.
+ * A request from Deno.serve is asked through its runtime record: one op
+ * (~0.1 µs), where `req.headers.get` costs ~0.4 µs a call in WebIDL checks
+ * and a generation request reads six headers. Any other Request (HTTP/2
+ * adapter, tests), or a runtime whose record has no `header`, goes through
+ * `req.headers`.
+ */
+export function header(req: Request, name: string): string | null {
+  const record = recordOf(req);
+  if (typeof record?.header !== "function") return req.headers.get(name);
+  try {
+    return record.header(name);
+  } catch {
+    // A closed request: `req.headers` holds a copy if it was ever read.
+    return req.headers.get(name);
+  }
+}
+
 export function text(body: string, status = 200): Response {
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
@@ -90,30 +126,51 @@ const LARGE_BODY = 64 * 1024;
 
 /**
  * Reads and parses a JSON body, refusing bodies over
- * --max-request-body-size-mb (413). One async frame: this is on every
- * generation request's path.
+ * --max-request-body-size-mb (413). On every generation request's path, so
+ * a body the runtime already holds whole is parsed at once, with no promise
+ * (a zero-latency answer then never waits on a microtask turn).
  */
-export async function readJson(req: Request, ctx: RequestContext): Promise<unknown> {
+export function readJson(req: Request, ctx: RequestContext): unknown {
   const limit = ctx.sim.config["max-request-body-size-mb"] * 1048576;
-  const declared = req.headers.get("content-length");
+  const declared = header(req, "content-length");
   if (declared === null || Number(declared) > LARGE_BODY) ctx.uploading();
-  if (declared !== null) {
-    if (Number(declared) > limit) {
-      ctx.bodyRead();
-      throw new BodyTooLarge(limit);
-    }
-    // The runtime holds the body to its declared length. req.json() is
-    // ~1 µs cheaper here than req.text() + JSON.parse (measured with wrk).
-    try {
-      return await req.json();
-    } catch (e) {
-      if (e instanceof SyntaxError) throw invalidJson(e);
-      throw unreadable(e);
-    } finally {
-      ctx.bodyRead();
-    }
+  if (declared === null) return readChunked(req, ctx, limit);
+  if (Number(declared) > limit) {
+    ctx.bodyRead();
+    throw new BodyTooLarge(limit);
   }
-  // Chunked body: count as we read so a huge upload is cut off early.
+  // The runtime holds the body to its declared length; a Deno.serve request
+  // hands over its text when all of it has arrived (what req.json() does
+  // first, without the promise).
+  let text: string | null | undefined;
+  try {
+    text = recordOf(req)?.consumeTextBody?.();
+  } catch {
+    text = undefined; // req.json() says what went wrong
+  }
+  if (typeof text !== "string") return readWhole(req, ctx);
+  ctx.bodyRead();
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw invalidJson(e as Error);
+  }
+}
+
+/** A body of declared length that has not all arrived yet. */
+async function readWhole(req: Request, ctx: RequestContext): Promise<unknown> {
+  try {
+    return await req.json();
+  } catch (e) {
+    if (e instanceof SyntaxError) throw invalidJson(e);
+    throw unreadable(e);
+  } finally {
+    ctx.bodyRead();
+  }
+}
+
+/** A chunked body, counted as it is read so a huge upload is cut off early. */
+async function readChunked(req: Request, ctx: RequestContext, limit: number): Promise<unknown> {
   const parts: Uint8Array[] = [];
   let total = 0;
   try {

@@ -11,7 +11,7 @@ import type { Simulator } from "../lib/simulator.ts";
 import { type ConnectionRecord, type ConnectionTable, requestDone } from "../lib/net/reaper.ts";
 import { CorsPolicy } from "./cors.ts";
 import type { DisconnectWatcher, Watch } from "./disconnect.ts";
-import { errorResponse, type Family, type Handler, type RequestContext } from "./http.ts";
+import { errorResponse, type Family, type Handler, header, type RequestContext } from "./http.ts";
 
 /**
  * Who may call a route when --api-key is set: "key" needs the key (every
@@ -69,7 +69,7 @@ export function rawPath(href: string): string {
 export type ServeHandler = (
   req: Request,
   info?: Deno.ServeHandlerInfo<Deno.NetAddr>,
-) => Promise<Response>;
+) => Response | Promise<Response>;
 
 /** What the listener watches its connections with (both optional). */
 export interface Transport {
@@ -98,20 +98,48 @@ export function createRouter(
   if (pod.podName) podHeaders.push(["x-inference-port", String(port)]);
   if (pod.podNamespace) podHeaders.push(["x-inference-namespace", pod.podNamespace]);
   const cors = new CorsPolicy(sim.config);
+  // The last Host that passed the check: a client sends the same one each time.
+  let goodHost = "";
 
-  return async (req, info): Promise<Response> => {
+  /** What every answer gets once its handler is done (after its wait, if it had one). */
+  const finish = (
+    res: Response,
+    req: Request,
+    ctx: Context | undefined,
+    origin: string | null,
+    byMethod: Map<string, Route> | undefined,
+    route: Route | undefined,
+    pathname: string,
+  ): Response => {
+    ctx?.release();
+    for (const [k, v] of podHeaders) res.headers.set(k, v);
+    if (origin !== null) cors.decorate(res, req, origin);
+    if (ctx && sim.config["enable-request-id-headers"]) {
+      res.headers.set("x-request-id", ctx.requestId);
+    }
+    if (byMethod && !route) res.headers.set("allow", [...byMethod.keys()].join(", "));
+    if (sim.config["log-http"]) {
+      sim.log.info("http", { method: req.method, path: pathname, status: res.status });
+    }
+    return res;
+  };
+
+  // Not an async function: a handler that answers at once (a zero-latency
+  // completion) is answered with no promise and no microtask turn.
+  return (req, info) => {
     const arrival = performance.now();
     const href = req.url;
     let pathname = "";
     let byMethod: Map<string, Route> | undefined;
     let route: Route | undefined;
     let ctx: Context | undefined;
-    let res: Response;
-    const origin = req.headers.get("origin");
+    let out: Response | Promise<Response>;
+    const origin = header(req, "origin");
     try {
-      const host = req.headers.get("host");
-      if (host !== null && host !== "" && !validHost(host)) {
-        throw new ApiError(400, "Invalid Host header.");
+      const host = header(req, "host");
+      if (host !== null && host !== "" && host !== goodHost) {
+        if (!validHost(host)) throw new ApiError(400, "Invalid Host header.");
+        goodHost = host;
       }
       let url: URL | undefined;
       // The raw path is looked up first; only a miss pays for parsing it,
@@ -130,22 +158,16 @@ export function createRouter(
       checkApiKey(req, pathname, route, sim.config);
       if (!byMethod) throw new ApiError(404, `Not Found: ${pathname}`);
       if (!route) throw new ApiError(405, `Method Not Allowed: ${req.method} ${pathname}`);
-      res = await route.handler(req, ctx);
+      out = route.handler(req, ctx);
     } catch (e) {
-      res = failure(e, req, pathname, sim, route?.family);
-    } finally {
-      ctx?.release();
+      out = failure(e, req, pathname, sim, route?.family);
     }
-    for (const [k, v] of podHeaders) res.headers.set(k, v);
-    if (origin !== null) cors.decorate(res, req, origin);
-    if (ctx && sim.config["enable-request-id-headers"]) {
-      res.headers.set("x-request-id", ctx.requestId);
-    }
-    if (byMethod && !route) res.headers.set("allow", [...byMethod.keys()].join(", "));
-    if (sim.config["log-http"]) {
-      sim.log.info("http", { method: req.method, path: pathname, status: res.status });
-    }
-    return res;
+    if (!(out instanceof Promise)) return finish(out, req, ctx, origin, byMethod, route, pathname);
+    const c = ctx, m = byMethod, r = route, p = pathname;
+    return out.then(
+      (res) => finish(res, req, c, origin, m, r, p),
+      (e) => finish(failure(e, req, p, sim, r?.family), req, c, origin, m, r, p),
+    );
   };
 }
 
@@ -228,7 +250,7 @@ class Context implements RequestContext {
 
   /** X-Request-Id or a generated one (read once, on first use). */
   get requestId(): string {
-    return this.#requestId ??= this.req.headers.get("x-request-id") ?? crypto.randomUUID();
+    return this.#requestId ??= header(this.req, "x-request-id") ?? crypto.randomUUID();
   }
 
   clientGone = (): AbortSignal => {

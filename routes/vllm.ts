@@ -26,7 +26,7 @@ import { type HttpFamily, serveGeneration } from "./generation.ts";
 import { json, jsonText, readJson, type RequestContext } from "./http.ts";
 
 /** POST /inference/v1/generate. */
-export function generate(req: Request, ctx: RequestContext): Promise<Response> {
+export function generate(req: Request, ctx: RequestContext): Response | Promise<Response> {
   const tokenizer = ctx.sim.tokenizer;
   const family: HttpFamily<GenerateRequest> = {
     label: "generate request",

@@ -1,6 +1,13 @@
 /** Raw HTTP: SSE framing, bad inputs, 404/405/413, headers, readiness. */
 import assert from "node:assert/strict";
-import { sleep, sseEvents, startSim } from "./helpers.ts";
+import { rawHttp, sleep, sseEvents, startSim } from "./helpers.ts";
+import { loadConfig } from "../lib/config.ts";
+import { Logger } from "../lib/log.ts";
+import { Simulator } from "../lib/simulator.ts";
+import { selectTokenizer } from "../lib/tokenizer/select.ts";
+import { createRouter } from "../routes/router.ts";
+import { ROUTES } from "../routes/table.ts";
+import { header } from "../routes/http.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({
   model: "test-model",
@@ -243,4 +250,64 @@ Deno.test("data-parallel ranks listen on their own ports", async () => {
     assert.equal(res.status, 200);
     await res.body?.cancel();
   }
+});
+
+Deno.test("header(): a served request's headers as req.headers has them; other Requests too", async () => {
+  const seen: Record<string, [string | null, string | null]> = {};
+  const names = ["x-multi", "content-type", "host", "x-absent"];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    for (const n of names) seen[n] = [header(req, n), req.headers.get(n)];
+    return new Response("ok");
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  const { text } = await rawHttp(
+    url,
+    "GET / HTTP/1.1\r\nHost: example.test:1\r\nX-Multi: a\r\nx-multi: b\r\n" +
+      "Content-Type: text/x\r\nConnection: close\r\n\r\n",
+  );
+  assert.match(text, /^HTTP\/1.1 200/);
+  assert.deepEqual(seen["x-multi"], ["a, b", "a, b"]);
+  assert.deepEqual(seen["content-type"], ["text/x", "text/x"]);
+  assert.deepEqual(seen["host"], ["example.test:1", "example.test:1"]);
+  assert.deepEqual(seen["x-absent"], [null, null]);
+  const made = new Request("http://x/", { headers: [["X-A", "1"], ["x-a", "2"]] });
+  assert.equal(header(made, "x-a"), "1, 2");
+});
+
+Deno.test("a zero-latency answer to a body in hand is made without a promise; a late body is waited for", async () => {
+  const loaded = loadConfig(["--model", "test-model"], {});
+  const log = new Logger("error");
+  const sim = new Simulator(loaded, log, 0, (await selectTokenizer(loaded, {}, log)).create());
+  const router = createRouter(sim, ROUTES, 0, {});
+  const kinds: string[] = [];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const out = router(req);
+    kinds.push(out instanceof Promise ? "promise" : "response");
+    return out;
+  });
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  for (const stream of [false, true]) {
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chat({ max_tokens: 3, stream })),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  }
+  assert.deepEqual(kinds, ["response", "response"]);
+  // The same request with its body sent in two parts, 100 ms apart.
+  const body = JSON.stringify(chat({ max_tokens: 3 }));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  const enc = new TextEncoder();
+  await conn.write(enc.encode(
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`,
+  ));
+  await sleep(100);
+  await conn.write(enc.encode(body.slice(10)));
+  const answer = await new Response(conn.readable).text();
+  assert.match(answer, /^HTTP\/1.1 200/);
+  assert.match(answer, /"object":"chat.completion"/);
+  assert.deepEqual(kinds, ["response", "response", "promise"]);
 });

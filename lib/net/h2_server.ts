@@ -9,7 +9,7 @@ import http2 from "node:http2";
 import { Duplex, Readable } from "node:stream";
 
 /** Answers one HTTP request (the pod's route table). */
-export type RestHandler = (req: Request) => Promise<Response>;
+export type RestHandler = (req: Request) => Response | Promise<Response>;
 
 /** Hands one gRPC stream to the service (it answers it, trailers included). */
 export type GrpcStreamHandler = (

@@ -15,7 +15,7 @@ import { STATUS_CODES } from "node:http";
 export type Http1Handler = (
   req: Request,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-) => Promise<Response>;
+) => Response | Promise<Response>;
 
 /** Watches a client's connection while its answer is pending: the signal aborts when it is gone. */
 export type HangUpWatch = (client: Deno.NetAddr) => { signal: AbortSignal; release(): void };

@@ -68,6 +68,8 @@ export class AnswerRenderer {
       if (calls) this.#cursors[p] = calls.map((c) => c && new CallCursor());
     }
     const enc = this.enc;
+    const cursors = this.#cursors[p];
+    const first = p * this.#n;
     for (let j = 0; j < lengths.length; j++) {
       const len = lengths[j];
       if (k >= len) continue;
@@ -75,17 +77,16 @@ export class AnswerRenderer {
       const usage = this.continuousUsage
         ? { prompt: this.#usage().prompt, completion: this.#emitted, cached: this.#usage().cached }
         : null;
-      const index = p * this.#n + j;
-      const cursor = this.#cursors[p]?.[j];
+      const cursor = cursors?.[j];
       if (cursor) {
-        out += this.#toolStep(cursor, plan.calls![j]!, index, k, len, plan, j, usage);
+        out += this.#toolStep(cursor, plan.calls![j]!, first + j, k, len, plan, j, usage);
         continue;
       }
       const text = mine[j].next();
-      if (k < len - 1) out += enc.token(index, text, k, null, usage);
+      if (k < len - 1) out += enc.token(first + j, text, k, null, usage);
       else {
         const finish = plan.spec.finishReasons[j];
-        out += enc.token(index, text, k, finish, usage) + enc.choiceEnd(index, finish, len);
+        out += enc.token(first + j, text, k, finish, usage) + enc.choiceEnd(first + j, finish, len);
       }
     }
     return out;

@@ -35,10 +35,10 @@ const COMPLETIONS: HttpFamily<CompletionRequest> = {
   respond: completionResponse,
 };
 
-export function chatCompletions(req: Request, ctx: RequestContext): Promise<Response> {
+export function chatCompletions(req: Request, ctx: RequestContext): Response | Promise<Response> {
   return serveGeneration(req, ctx, CHAT);
 }
 
-export function completions(req: Request, ctx: RequestContext): Promise<Response> {
+export function completions(req: Request, ctx: RequestContext): Response | Promise<Response> {
   return serveGeneration(req, ctx, COMPLETIONS);
 }

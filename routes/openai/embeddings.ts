@@ -20,6 +20,6 @@ const EMBEDDINGS: HttpFamily<EmbeddingRequest> = {
   respond: (_meta, body, _admitted, answer) => embeddingResponse(body, answer),
 };
 
-export function embeddings(req: Request, ctx: RequestContext): Promise<Response> {
+export function embeddings(req: Request, ctx: RequestContext): Response | Promise<Response> {
   return serveGeneration(req, ctx, EMBEDDINGS);
 }

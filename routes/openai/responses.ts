@@ -21,6 +21,6 @@ const RESPONSES: HttpFamily<ResponsesRequest> = {
   flags: () => ({}),
 };
 
-export function responses(req: Request, ctx: RequestContext): Promise<Response> {
+export function responses(req: Request, ctx: RequestContext): Response | Promise<Response> {
   return serveGeneration(req, ctx, RESPONSES);
 }
