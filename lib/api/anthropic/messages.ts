@@ -120,6 +120,8 @@ export function messagesEncoder(
   admitted: Admitted,
 ): OutputEncoder {
   let finish: FinishReason = "stop";
+  // Built-in sentences' tokens need no JSON escaping.
+  const safe = admitted.plans.every((p) => p.jsonSafe);
   return {
     start: () =>
       event(
@@ -131,7 +133,7 @@ export function messagesEncoder(
         }}}`,
       ),
     token: (_index, text, k) =>
-      (k === 0 ? BLOCK_START + PING : "") + DELTA_PREFIX + JSON.stringify(text) + DELTA_SUFFIX,
+      (k === 0 ? BLOCK_START + PING : "") + DELTA_PREFIX + jsonString(text, safe) + DELTA_SUFFIX,
     // Tool calls: a block per call, opened on its first argument piece
     // (closing the previous one), an input_json_delta per piece.
     toolStart: () => PING,

@@ -66,6 +66,8 @@ export function chatEncoder(
   admitted: Admitted,
 ): OutputEncoder {
   const withUsage = body.includeUsage || body.continuousUsage;
+  // Built-in sentences' tokens need no JSON escaping (JSON.stringify per token is ~5% of a stream).
+  const safe = admitted.plans.every((p) => p.jsonSafe);
   const head = `data: {"id":${JSON.stringify(chatId(meta))},"object":"chat.completion.chunk",` +
     `"created":${meta.created},"model":${JSON.stringify(body.model)},"choices":[`;
   const nullUsage = withUsage ? `,"usage":null` : "";
@@ -96,7 +98,7 @@ export function chatEncoder(
         : finish === null && usage === null
         ? plainTail
         : "}" + tail(finish, u);
-      return role + prefix(index) + JSON.stringify(text) + rest;
+      return role + prefix(index) + jsonString(text, safe) + rest;
     },
     toolStart: (index) => frame(index, `{"role":"assistant"}`, null, nullUsage),
     // The reference: a frame per argument token, the name on a call's first

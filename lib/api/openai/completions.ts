@@ -4,7 +4,7 @@
  * body or frames.
  */
 import type { FinishReason } from "../../engine.ts";
-import type { CompletedAnswer, OutputEncoder } from "../../serving/output.ts";
+import { type CompletedAnswer, jsonString, type OutputEncoder } from "../../serving/output.ts";
 import type { PromptInput } from "../../serving/params.ts";
 import { type Admitted, generationInput, type PendingInput } from "../../serving/pipeline.ts";
 import type { Encoding, Tokenizer } from "../../tokenizer.ts";
@@ -76,7 +76,9 @@ export function completionResponse(
         new LogprobWriter(k, completionTop, admitted.logprobMemo),
       )
       : "null";
-    return `{"index":${c.index},"text":${JSON.stringify(text)},"logprobs":${logprobs},` +
+    return `{"index":${c.index},"text":${
+      jsonString(text, c.jsonSafe && !body.echo)
+    },"logprobs":${logprobs},` +
       `"finish_reason":${JSON.stringify(c.finish)},"stop_reason":${
         stopReasonText(c.stopReason)
       },"prompt_logprobs":null}`;
@@ -93,6 +95,8 @@ export function completionEncoder(
   admitted: Admitted,
 ): OutputEncoder {
   const withUsage = body.includeUsage || body.continuousUsage;
+  // Built-in sentences' tokens need no JSON escaping.
+  const safe = admitted.plans.every((p) => p.jsonSafe);
   const head = `data: {"id":${JSON.stringify(completionId(meta))},"object":"text_completion",` +
     `"created":${meta.created},"model":${JSON.stringify(body.model)},"choices":[`;
   const nullUsage = withUsage ? `,"usage":null` : "";
@@ -106,7 +110,7 @@ export function completionEncoder(
     }}]${usage}}\n\n`;
   const plainTail = tail(0, null, nullUsage);
   const frame = (index: number, text: string, finish: FinishReason | null, usage: string) =>
-    prefix(index) + JSON.stringify(text) +
+    prefix(index) + jsonString(text, safe) +
     (finish === null && usage === nullUsage ? plainTail : tail(index, finish, usage));
   const top = body.logprobs;
   const tops = top === undefined
