@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { engineService } from "../lib/api/grpc/codec.ts";
-import { freePort, sleep, startSim, type TestServer, waitFor } from "./helpers.ts";
+import { freePort, retryPortInUse, sleep, startSim, type TestServer, waitFor } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 type Client = any;
@@ -23,8 +23,9 @@ async function withGrpc(
   env: Record<string, string> = {},
   own = false,
 ): Promise<{ s: TestServer; c: Client; port: number }> {
-  const extra = own ? ["--grpc-port", String(freePort())] : [];
-  const s = await startSim([...extra, ...args], env);
+  const s = await retryPortInUse(() =>
+    startSim([...(own ? ["--grpc-port", String(freePort())] : []), ...args], env)
+  );
   const rank = s.running.ranks[0];
   const port = own ? rank.grpcPort!.port : rank.port;
   const c = new Engine(`127.0.0.1:${port}`, grpc.credentials.createInsecure());

@@ -1,7 +1,7 @@
 /** Test harness: start vllm-sim in-process on a free port. */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { type Running, startServers } from "../main.ts";
+import { type Running, startServers, StartupError } from "../main.ts";
 
 export interface TestServer extends AsyncDisposable {
   url: string;
@@ -61,6 +61,21 @@ export async function waitFor(
     await sleep(2);
   }
   return performance.now() - t0;
+}
+
+/**
+ * Runs `start`, whose arguments name ports picked with freePort(), again
+ * (picking again) when one of them was taken before the simulator listened:
+ * its own port-0 listener, or another test, can be given a port just freed.
+ */
+export async function retryPortInUse<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await start();
+    } catch (e) {
+      if (attempt >= 5 || !(e instanceof StartupError) || !/in use/i.test(e.message)) throw e;
+    }
+  }
 }
 
 /** A port that was free a moment ago (for child processes that need a fixed one). */

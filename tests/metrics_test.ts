@@ -1,6 +1,6 @@
 /** GET /metrics: promtool-valid exposition, real values, gauges, fake metrics, metrics port. */
 import assert from "node:assert/strict";
-import { sleep, startSim, type TestServer } from "./helpers.ts";
+import { freePort, retryPortInUse, sleep, startSim, type TestServer } from "./helpers.ts";
 
 // ---------- helpers ----------
 
@@ -364,10 +364,10 @@ Deno.test("lora_requests_info: one series, running and waiting adapters, time of
 });
 
 Deno.test("--metrics-port serves only /metrics", async () => {
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  await using s = await startSim(["--metrics-port", String(port)]);
+  let port = 0;
+  await using s = await retryPortInUse(() =>
+    startSim(["--metrics-port", String(port = freePort())])
+  );
   const res = await s.post("/v1/completions", { model: "test-model", prompt: "hi", max_tokens: 3 });
   await res.body?.cancel();
   const e = await scrape(`http://127.0.0.1:${port}`);

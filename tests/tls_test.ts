@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { startServers } from "../main.ts";
+import { freePort, retryPortInUse } from "./helpers.ts";
 
 async function selfSigned(dir: string): Promise<{ cert: string; key: string }> {
   const cert = `${dir}/cert.pem`;
@@ -44,21 +45,21 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir();
     const { cert, key } = await selfSigned(dir);
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const metricsPort = probe.addr.port;
-    probe.close();
-    const running = await startServers([
-      "--model",
-      "m",
-      "--host",
-      "127.0.0.1",
-      "--ssl-certfile",
-      cert,
-      "--ssl-keyfile",
-      key,
-      "--metrics-port",
-      String(metricsPort),
-    ], { port: 0, quiet: true, env: {} });
+    let metricsPort = 0;
+    const running = await retryPortInUse(() =>
+      startServers([
+        "--model",
+        "m",
+        "--host",
+        "127.0.0.1",
+        "--ssl-certfile",
+        cert,
+        "--ssl-keyfile",
+        key,
+        "--metrics-port",
+        String(metricsPort = freePort()),
+      ], { port: 0, quiet: true, env: {} })
+    );
     const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(cert)] });
     try {
       assert.match(running.url, /^https:\/\//);
