@@ -49,7 +49,7 @@ export class Input {
     return this.#buf.subarray(this.#start, this.#end);
   }
 
-  take(n: number): Uint8Array {
+  take(n: number): Uint8Array<ArrayBuffer> {
     const out = this.#buf.slice(this.#start, this.#start + n);
     this.#start += n;
     return out;
@@ -388,7 +388,14 @@ export async function serveBuffered(
     if (hasBody && (get("expect") ?? "").toLowerCase() === "100-continue" && input.size === 0) {
       await writeAll(conn, enc.encode("HTTP/1.1 100 Continue\r\n\r\n")).catch(() => {});
     }
-    const body = hasBody ? bodyStream(input, framing) : null;
+    // A body all in hand goes to the Request as bytes: read through a JS
+    // stream, it made every later request's body and stream code dearer
+    // (the runtime's shared stream code then serves two kinds of reader).
+    const bodyInHand = framing !== "chunked" && input.size >= framing.length;
+    const bytes = hasBody && framing !== "chunked" && bodyInHand
+      ? input.take(framing.length)
+      : null;
+    const body = hasBody && !bytes ? bodyStream(input, framing) : null;
     const gone = new AbortController();
     let req: Request;
     try {
@@ -405,7 +412,7 @@ export async function serveBuffered(
       req = new Request(url, {
         method: head.method,
         headers: head.headers,
-        body: body && head.method !== "GET" && head.method !== "HEAD" ? body.stream : undefined,
+        body: head.method === "GET" || head.method === "HEAD" ? undefined : bytes ?? body?.stream,
         signal: gone.signal,
       });
     } catch {
@@ -420,7 +427,6 @@ export async function serveBuffered(
     // since a pending read cannot be withdrawn). Otherwise nothing may read
     // the socket and the caller's watcher tells (the kernel's TCP table).
     let watch: ReturnType<HangUpWatch> | undefined;
-    const bodyInHand = framing !== "chunked" && input.size >= framing.length;
     if (pendingRead === null && bodyInHand) {
       pendingRead = input.fill().then((more) => {
         if (!more) gone.abort();
