@@ -128,7 +128,9 @@ const LARGE_BODY = 64 * 1024;
  * Reads and parses a JSON body, refusing bodies over
  * --max-request-body-size-mb (413). On every generation request's path, so
  * a body the runtime already holds whole is parsed at once, with no promise
- * (a zero-latency answer then never waits on a microtask turn).
+ * (a zero-latency answer then never waits on a microtask turn). Returns the
+ * parsed value, or a promise of it for a body still arriving (`await` takes
+ * either).
  */
 export function readJson(req: Request, ctx: RequestContext): unknown {
   const limit = ctx.sim.config["max-request-body-size-mb"] * 1048576;
