@@ -289,10 +289,10 @@ function checkApiKey(req: Request, pathname: string, route: Route | undefined, c
   if (key === "" || req.method === "OPTIONS") return;
   const access = route ? route.access ?? "key" : pathname.startsWith("/v1") ? "key" : "open";
   if (access === "open" || (access === "metrics" && !cfg["metrics-require-api-key"])) return;
-  const given = req.headers.get("authorization") ?? "";
+  const given = header(req, "authorization") ?? "";
   if (sameText(given, `Bearer ${key}`)) return;
   // The Anthropic SDK sends its key as x-api-key.
-  if (route?.family === "anthropic" && sameText(req.headers.get("x-api-key") ?? "", key)) return;
+  if (route?.family === "anthropic" && sameText(header(req, "x-api-key") ?? "", key)) return;
   throw new ApiError(401, "Unauthorized");
 }
 
